@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Image files.  Every image starts with a fixed header (magic, format version, kind); message
+ * images then hold protobuf messages, each prefixed by its length as a little-endian u32.  The
+ * pages image instead pads its header to a full page so the page data that follows stays
+ * page-aligned and can be read straight into place.  Readers trust nothing: every failure is
+ * reported with the file's name.
+ */
+#ifndef CREST_IMAGE_H
+#define CREST_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <protobuf-c/protobuf-c.h>
+
+#define IMG_MAGIC 0x54535243u /* "CRST" */
+#define IMG_VERSION 1
+#define IMG_MSG_MAX (64u << 20) /* no single message may claim more */
+#define IMG_PAGES_HDR_SIZE 4096
+
+enum img_kind {
+	IMG_INVENTORY = 1,
+	IMG_PSTREE,
+	IMG_CORE,
+	IMG_MM,
+	IMG_PAGEMAP,
+	IMG_PAGES,
+	IMG_FDINFO,
+	IMG_FILES,
+	IMG_STATS,
+	IMG_KIND_MAX,
+};
+
+struct img_header {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t kind;
+};
+
+struct cr_img;
+
+/* "core-%d.img" style name of an image kind; pid is ignored for per-dump images. */
+const char *img_name(enum img_kind kind, pid_t pid, char *buf, size_t len);
+/* The kind an image file name denotes, or 0 when it is no crest image name. */
+enum img_kind img_kind_of_name(const char *name);
+const char *img_kind_str(enum img_kind kind);
+/* The protobuf message type stored in a message image of that kind (NULL for pages). */
+const ProtobufCMessageDescriptor *img_kind_desc(enum img_kind kind);
+
+/* Open for writing (created, truncated) or reading (header validated) in dirfd. */
+struct cr_img *img_open_write(int dirfd, enum img_kind kind, pid_t pid);
+struct cr_img *img_open_read(int dirfd, enum img_kind kind, pid_t pid);
+/* Same, by an explicit file name (crest show). */
+struct cr_img *img_open_read_path(int dirfd, const char *name);
+
+int img_write_msg(struct cr_img *img, const ProtobufCMessage *msg);
+/* Raw bytes (pages image). */
+int img_write_raw(struct cr_img *img, const void *buf, size_t len);
+/* Read the next message: 1 read, 0 clean end of file, -1 error (already reported). */
+int img_read_msg(struct cr_img *img, const ProtobufCMessageDescriptor *desc,
+		 ProtobufCMessage **msg);
+/* Open, read exactly one message, close. */
+int img_read_one(int dirfd, enum img_kind kind, pid_t pid, const ProtobufCMessageDescriptor *desc,
+		 ProtobufCMessage **msg);
+int img_write_one(int dirfd, enum img_kind kind, pid_t pid, const ProtobufCMessage *msg);
+
+/* Bytes written so far including the header (writers), or the file size (readers). */
+uint64_t img_size(const struct cr_img *img);
+/* Offset of the next raw byte relative to the end of the header (pages image writers). */
+uint64_t img_data_off(const struct cr_img *img);
+int img_fd(const struct cr_img *img);
+enum img_kind img_kind(const struct cr_img *img);
+const char *img_path(const struct cr_img *img);
+
+/* Flush and close; -1 when data could not be written (e.g. ENOSPC). NULL is fine. */
+int img_close(struct cr_img *img);
+
+#endif
