@@ -265,6 +265,8 @@ static int img_read_header(struct cr_img *img, const void *buf, size_t len, enum
 
 static struct cr_img *img_open_read_name(int dirfd, const char *name, enum img_kind want)
 {
+	const char *slash = strrchr(name, '/');
+	const char *base = slash ? slash + 1 : name; /* name may be a path (crest show) */
 	struct cr_img *img;
 	struct stat st;
 	int fd;
@@ -285,7 +287,7 @@ static struct cr_img *img_open_read_name(int dirfd, const char *name, enum img_k
 	}
 	img->size = st.st_size;
 
-	if (want == IMG_PAGES || (want == 0 && img_kind_of_name(name) == IMG_PAGES)) {
+	if (want == IMG_PAGES || (want == 0 && img_kind_of_name(base) == IMG_PAGES)) {
 		unsigned char hdr[IMG_PAGES_HDR_SIZE];
 		ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
 
@@ -293,7 +295,8 @@ static struct cr_img *img_open_read_name(int dirfd, const char *name, enum img_k
 			pr_perror("%s: read", img->path);
 			goto err;
 		}
-		if (img_read_header(img, hdr, n, want))
+		/* a pages name promises raw pages: anything else would be read as neither */
+		if (img_read_header(img, hdr, n, IMG_PAGES))
 			goto err;
 		if (n < IMG_PAGES_HDR_SIZE) {
 			pr_err("%s: truncated image header", img->path);

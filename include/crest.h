@@ -14,31 +14,50 @@
 
 #define CREST_VERSION "0.1.0"
 
+/*
+ * Options of every entry point.  The CLI fills it from CRIU-compatible options; every field is
+ * accepted by every verb and ignored where it does not matter, so a manager can pass one option
+ * list to dump and to restore.  Paths are used as given: the caller resolves them (the CLI puts
+ * a relative -o name into the work dir, which defaults to the images dir, before calling), so
+ * log_file here is already the final path and the engine never joins it with anything.
+ */
 struct crest_opts {
-	pid_t pid;		 /* -t: root of the tree to dump */
-	const char *images_dir;	 /* -D */
-	const char *log_file;	 /* -o: relative names go into images_dir */
-	int verbosity;		 /* -v0..-v4, default 2 (errors + warnings) */
-	bool leave_running;	 /* --leave-running */
-	bool shell_job;		 /* --shell-job */
-	bool restore_detached;	 /* -d */
-	const char *pidfile;	 /* --pidfile */
-	bool skip_file_size_check; /* --skip-file-size-check */
-	const char *prev_images_dir; /* --prev-images-dir (accepted; used by pre-dump later) */
-	bool track_mem;		 /* --track-mem */
-	bool tcp_established;	 /* --tcp-established (accepted; later) */
-	bool ext_unix_sk;	 /* --ext-unix-sk (accepted; later) */
-	bool file_locks;	 /* --file-locks (accepted; later) */
-	bool manage_cgroups;	 /* --manage-cgroups (accepted; later) */
-	const char *root;	 /* --root */
+	pid_t pid;			 /* -t: root of the tree to dump */
+	const char *images_dir;		 /* -D */
+	const char *work_dir;		 /* -W: where a relative -o goes; NULL = images_dir */
+	const char *log_file;		 /* -o, resolved: NULL logs to stderr */
+	int verbosity;			 /* -v0..-v4, default 2 (errors + warnings) */
+	bool leave_running;		 /* --leave-running / -R */
+	bool shell_job;			 /* --shell-job / -j */
+	bool restore_detached;		 /* -d: nobody waits for the restored tree */
+	const char *pidfile;		 /* --pidfile: written by the CLI */
+	bool skip_file_size_check;	 /* --skip-file-size-check */
+	const char *prev_images_dir;	 /* --prev-images-dir (accepted; used by pre-dump later) */
+	bool track_mem;			 /* --track-mem */
+	bool tcp_established;		 /* --tcp-established (accepted; later) */
+	bool ext_unix_sk;		 /* --ext-unix-sk (accepted; later) */
+	bool file_locks;		 /* --file-locks (accepted; later) */
+	bool manage_cgroups;		 /* --manage-cgroups[=MODE] (accepted; later) */
+	const char *manage_cgroups_mode; /* its MODE, NULL when none was given */
+	const char *root;		 /* --root */
+	bool page_server;		 /* --page-server (accepted; later) */
+	const char *address;		 /* --address of the page server */
+	int port;			 /* --port of the page server, 0 = none */
 };
 
-void crest_opts_init(struct crest_opts *opts);
+/* The defaults: everything off, verbosity 2. */
+static inline void crest_opts_init(struct crest_opts *opts)
+{
+	*opts = (struct crest_opts){.verbosity = 2};
+}
 
 /* Checkpoint the tree rooted at opts->pid into opts->images_dir. */
 int crest_dump(const struct crest_opts *opts);
 
-/* Rebuild the tree from opts->images_dir.  On success *root_pid is the restored root. */
+/*
+ * Rebuild the tree from opts->images_dir.  On success *root_pid is the restored root, running,
+ * and a child of the caller, so a caller that did not ask for -d can waitpid() it.
+ */
 int crest_restore(const struct crest_opts *opts, pid_t *root_pid);
 
 /* Probe the kernel features crest relies on and print a yes/no report to out.

@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The fd table: regular files and directories (path, flags, offset), character devices
+ * opened by path (/dev/null, /dev/zero, ...), and the caller's terminal for shell jobs.  fds
+ * that share one open file (dup, fork) are dumped as one file_entry and restored as one open
+ * file, so they keep sharing the offset.  crest opens every file itself before the restore
+ * child exists; the child inherits them and dup3()s each to its number.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "internal.h"
+#include "log.h"
+
+struct dumped_fd {
+	int fd;
+	unsigned int id;
+};
+
+static bool is_tty(const struct stat *st)
+{
+	unsigned int maj = major(st->st_rdev);
+
+	/* vt/serial (4), /dev/tty & console & ptmx (5), pty slaves (136-143) */
+	return S_ISCHR(st->st_mode) && (maj == 4 || maj == 5 || (maj >= 136 && maj <= 143));
+}
+
+static const char *unsupported_kind(const char *link, const struct stat *st)
+{
+	if (!strncmp(link, "pipe:", 5))
+		return "pipe";
+	if (!strncmp(link, "socket:", 7))
+		return "socket";
+	if (!strncmp(link, "anon_inode:", 11))
+		return link + 11;
+	if (strstr(link, " (deleted)"))
+		return "deleted file";
+	if (S_ISFIFO(st->st_mode))
+		return "fifo";
+	if (S_ISBLK(st->st_mode))
+		return "block device";
+	if (S_ISSOCK(st->st_mode))
+		return "socket";
+	if (link[0] != '/')
+		return "special file";
+	return NULL;
+}
+
+static int parse_fdinfo(pid_t pid, int fd, uint64_t *pos, unsigned int *flags)
+{
+	char path[64];
+	char *text = NULL;
+	const char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+	text = read_file_at(AT_FDCWD, path, NULL);
+	if (!text) {
+		pr_perror("cannot read %s", path);
+		return -1;
+	}
+	p = proc_field(text, "pos");
+	*pos = p ? strtoull(p, NULL, 10) : 0;
+	p = proc_field(text, "flags");
+	*flags = p ? strtoul(p, NULL, 8) : 0;
+	free(text);
+	return p ? 0 : -1;
+}
+
+static FileEntry *file_entry_new(unsigned int id, FdKind kind)
+{
+	FileEntry *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	file_entry__init(f);
+	f->id = id;
+	f->kind = kind;
+	return f;
+}
+
+/* One fd: classify it and, unless it shares an open file seen before, describe the file. */
+static int dump_one_fd(struct dump_ctx *d, int fd, struct vec *seen, struct cr_img *files,
+		       FdEntry *fe)
+{
+	char path[64], link[4096];
+	unsigned int flags;
+	uint64_t pos;
+	struct stat st;
+	const char *bad;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", d->pid, fd);
+	if (readlink_at(AT_FDCWD, path, link, sizeof(link)) || stat(path, &st) ||
+	    parse_fdinfo(d->pid, fd, &pos, &flags)) {
+		pr_perror("cannot inspect fd %d of %d", fd, d->pid);
+		return -1;
+	}
+	fe->fd = fd;
+	fe->cloexec = flags & O_CLOEXEC;
+	flags &= ~O_CLOEXEC;
+
+	for (size_t i = 0; i < seen->len; i++) {
+		struct dumped_fd *s = vec_at(seen, struct dumped_fd, i);
+
+		if (syscall(SYS_kcmp, d->pid, d->pid, KCMP_FILE, fd, s->fd) == 0) {
+			fe->id = s->id;
+			return 0;
+		}
+	}
+	struct dumped_fd *s = vec_push(seen);
+
+	if (!s)
+		return -1;
+	s->fd = fd;
+	s->id = fe->id = seen->len;
+
+	bad = unsupported_kind(link, &st);
+	if (is_tty(&st)) {
+		if (!d->opts->shell_job) {
+			pr_err("fd %d: terminal %s: dump with --shell-job", fd, link);
+			return -1;
+		}
+		FileEntry *f = file_entry_new(fe->id, FD_KIND__FD_TTY_INHERIT);
+		int ret = f ? img_write_msg(files, &f->base) : -1;
+
+		file_entry__free_unpacked(f, NULL);
+		return ret;
+	}
+	if (bad) {
+		pr_err("fd %d: %s: not supported yet", fd, bad);
+		return -1;
+	}
+	FileEntry *f = file_entry_new(fe->id, S_ISCHR(st.st_mode) ? FD_KIND__FD_CHR : FD_KIND__FD_REG);
+	RegFileEntry reg = REG_FILE_ENTRY__INIT;
+	int ret;
+
+	if (!f)
+		return -1;
+	reg.path = link;
+	reg.flags = flags;
+	reg.pos = pos;
+	reg.has_mode = reg.has_dev = reg.has_ino = true;
+	reg.mode = st.st_mode;
+	reg.dev = st.st_dev;
+	reg.ino = st.st_ino;
+	if (S_ISREG(st.st_mode)) {
+		reg.has_size = true;
+		reg.size = st.st_size;
+	}
+	f->reg = &reg;
+	ret = img_write_msg(files, &f->base);
+	f->reg = NULL;
+	file_entry__free_unpacked(f, NULL);
+	return ret;
+}
+
+static int fd_cmp(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+int files_dump(struct dump_ctx *d)
+{
+	struct vec seen = VEC_INIT(struct dumped_fd), fds = VEC_INIT(int);
+	struct cr_img *files = NULL, *fdinfo = NULL;
+	char path[64];
+	struct dirent *de;
+	DIR *dir;
+	int ret = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", d->pid);
+	dir = opendir(path);
+	if (!dir) {
+		pr_perror("cannot list %s", path);
+		return -1;
+	}
+	while ((de = readdir(dir))) {
+		int *slot;
+
+		if (de->d_name[0] == '.')
+			continue;
+		slot = vec_push(&fds);
+		if (!slot)
+			goto out;
+		*slot = atoi(de->d_name);
+	}
+	qsort(fds.data, fds.len, sizeof(int), fd_cmp);
+	files = img_open_write(d->dirfd, IMG_FILES, 0);
+	fdinfo = img_open_write(d->dirfd, IMG_FDINFO, d->pid);
+	if (!files || !fdinfo)
+		goto out;
+	for (size_t i = 0; i < fds.len; i++) {
+		FdEntry fe = FD_ENTRY__INIT;
+
+		if (dump_one_fd(d, *vec_at(&fds, int, i), &seen, files, &fe) ||
+		    img_write_msg(fdinfo, &fe.base))
+			goto out;
+	}
+	ret = 0;
+out:
+	closedir(dir);
+	if (img_close(files) || img_close(fdinfo))
+		ret = -1;
+	vec_free(&seen);
+	vec_free(&fds);
+	return ret;
+}
+
+/* ---- restore ---- */
+
+static int open_tty_inherit(void)
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (isatty(fd))
+			return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	pr_err("--shell-job: crest has no terminal on stdin/stdout/stderr to hand over");
+	return -1;
+}
+
+static int open_reg(const struct restore_ctx *r, const RegFileEntry *reg)
+{
+	int flags = reg->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+	struct stat st;
+	int fd = open(reg->path, flags | O_CLOEXEC);
+
+	if (fd < 0) {
+		pr_perror("cannot open %s", reg->path);
+		return -1;
+	}
+	if (fstat(fd, &st) || (reg->has_mode && (st.st_mode & S_IFMT) != (reg->mode & S_IFMT))) {
+		pr_err("%s is not the same kind of file as at dump time", reg->path);
+		goto err;
+	}
+	if (reg->has_size && (uint64_t)st.st_size != reg->size && !r->opts->skip_file_size_check) {
+		pr_err("%s changed size since the dump (%llu -> %lld bytes); "
+		       "--skip-file-size-check to restore anyway",
+		       reg->path, (unsigned long long)reg->size, (long long)st.st_size);
+		goto err;
+	}
+	if (reg->pos && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+	    lseek(fd, reg->pos, SEEK_SET) != (off_t)reg->pos) {
+		pr_perror("cannot seek %s to %llu", reg->path, (unsigned long long)reg->pos);
+		goto err;
+	}
+	return fd;
+err:
+	close(fd);
+	return -1;
+}
+
+static int read_files(struct restore_ctx *r, struct vec *entries)
+{
+	struct cr_img *img = img_open_read(r->dirfd, IMG_FILES, 0);
+	ProtobufCMessage *msg;
+	int n;
+
+	if (!img)
+		return -1;
+	while ((n = img_read_msg(img, &file_entry__descriptor, &msg)) == 1) {
+		FileEntry **slot = vec_push(entries);
+
+		if (!slot) {
+			protobuf_c_message_free_unpacked(msg, NULL);
+			n = -1;
+			break;
+		}
+		*slot = (FileEntry *)msg;
+		if ((*slot)->kind != FD_KIND__FD_TTY_INHERIT && !(*slot)->reg) {
+			pr_err("%s: file %u has no description", img_path(img), (*slot)->id);
+			n = -1;
+			break;
+		}
+	}
+	img_close(img);
+	return n;
+}
+
+int files_restore_prepare(struct restore_ctx *r)
+{
+	struct vec entries = VEC_INIT(FileEntry *), fdes = VEC_INIT(FdEntry *);
+	struct cr_img *img = img_open_read(r->dirfd, IMG_FDINFO, r->pid);
+	ProtobufCMessage *msg;
+	int n, ret = -1, max_fd = -1;
+	int *opened = NULL;
+
+	if (!img || read_files(r, &entries))
+		goto out;
+	while ((n = img_read_msg(img, &fd_entry__descriptor, &msg)) == 1) {
+		FdEntry **slot = vec_push(&fdes);
+
+		if (!slot) {
+			protobuf_c_message_free_unpacked(msg, NULL);
+			goto out;
+		}
+		*slot = (FdEntry *)msg;
+		if ((*slot)->fd > (1 << 20)) {
+			pr_err("%s: implausible fd %u", img_path(img), (*slot)->fd);
+			goto out;
+		}
+		max_fd = max_t(int, max_fd, (int)(*slot)->fd);
+	}
+	if (n < 0)
+		goto out;
+	/* Everything crest hands the child lives above the target's fds. */
+	r->helper_base = max_t(int, max_fd + 1, 3);
+	opened = calloc(entries.len + 1, sizeof(int));
+	if (!opened)
+		goto out;
+	for (size_t i = 0; i < entries.len; i++)
+		opened[i] = -1;
+	for (size_t i = 0; i < fdes.len; i++) {
+		const FdEntry *fe = *vec_at(&fdes, FdEntry *, i);
+		size_t k;
+
+		for (k = 0; k < entries.len; k++)
+			if ((*vec_at(&entries, FileEntry *, k))->id == fe->id)
+				break;
+		if (k == entries.len) {
+			pr_err("%s: fd %u refers to unknown file %u", img_path(img), fe->fd, fe->id);
+			goto out;
+		}
+		if (opened[k] < 0) {
+			const FileEntry *f = *vec_at(&entries, FileEntry *, k);
+			int fd = f->kind == FD_KIND__FD_TTY_INHERIT ? open_tty_inherit() :
+								      open_reg(r, f->reg);
+
+			if (fd < 0 || (opened[k] = restore_add_helper(r, fd)) < 0)
+				goto out;
+		}
+		struct fd_plan *p = vec_push(&r->fds);
+
+		if (!p)
+			goto out;
+		p->fd = fe->fd;
+		p->src = opened[k];
+		p->cloexec = fe->cloexec;
+	}
+	ret = 0;
+out:
+	img_close(img);
+	for (size_t i = 0; i < entries.len; i++)
+		file_entry__free_unpacked(*vec_at(&entries, FileEntry *, i), NULL);
+	for (size_t i = 0; i < fdes.len; i++)
+		fd_entry__free_unpacked(*vec_at(&fdes, FdEntry *, i), NULL);
+	vec_free(&entries);
+	vec_free(&fdes);
+	free(opened);
+	return ret;
+}
+
+/* Runs in the restore child before it stops: every target fd takes its number. */
+int files_restore_child(const struct restore_ctx *r)
+{
+	for (size_t i = 0; i < r->fds.len; i++) {
+		const struct fd_plan *p = vec_at(&r->fds, struct fd_plan, i);
+
+		if (dup3(p->src, p->fd, p->cloexec ? O_CLOEXEC : 0) != p->fd)
+			return -1;
+	}
+	return 0;
+}

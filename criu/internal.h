@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the engine's modules share: the dump and restore contexts, and each module's dump and
+ * restore entry points.  One module per kind of kernel object.
+ */
+#ifndef CREST_INTERNAL_H
+#define CREST_INTERNAL_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "crest.h"
+#include "proc.h"
+#include "ptrace.h"
+#include "util.h"
+
+#include "core.pb-c.h"
+#include "fdinfo.pb-c.h"
+#include "inventory.pb-c.h"
+#include "mm.pb-c.h"
+#include "pagemap.pb-c.h"
+#include "pstree.pb-c.h"
+
+/* Bytes of remote scratch memory used for syscall arguments (iovecs, structs, strings). */
+#define SCRATCH_SIZE (64UL << 10)
+
+struct dump_ctx {
+	const struct crest_opts *opts;
+	int dirfd; /* images directory */
+	pid_t pid;
+	struct proc_stat stat;
+	struct proc_status status;
+	struct vec vmas; /* struct proc_vma, from smaps, taken while frozen */
+	struct user_regs_struct regs; /* as seized: restored on detach */
+	uint64_t blocked;	      /* signal mask as seized */
+	struct rsys rs;
+	TaskCoreEntry *core; /* being filled */
+	ThreadCoreEntry *thread;
+	/* statistics */
+	uint64_t pages_scanned, pages_written, pages_zero, bytes_written;
+};
+
+/* One fd the restored task must have: dup3(src, fd) in the child before it stops. */
+struct fd_plan {
+	int fd;
+	int src; /* open in crest, >= helper base, inherited by the child */
+	bool cloexec;
+};
+
+struct restore_ctx {
+	const struct crest_opts *opts;
+	int dirfd;
+	pid_t pid;
+	InventoryEntry *inv;
+	PstreeEntry *pstree;
+	TaskCoreEntry *core;
+	MmEntry *mm;
+	PagemapEntry **pagemap; /* validated runs, in address order */
+	size_t nr_pagemap;
+	PagemapHead *pagemap_head;
+	struct vec fds;	    /* struct fd_plan */
+	struct vec helpers; /* int: crest fds the child inherits; closed by it at the end */
+	int helper_base;    /* every helper fd is >= this, every target fd below */
+	int pages_fd;
+	int *vma_fds; /* per mm->vmas[i]: file to map, or -1 */
+	int exe_fd;
+	int tty_fd;	/* --shell-job terminal, or -1 */
+	struct rsys rs;
+	pid_t child;
+};
+
+/* mem.c: VMAs, pages, mm fields */
+int mem_dump(struct dump_ctx *d, MmEntry *mm);
+int mem_restore_prepare(struct restore_ctx *r);
+int mem_restore(struct restore_ctx *r);
+const struct proc_vma *vma_find_special(const struct vec *vmas, const char *name);
+
+/* pages.c: page contents */
+int pages_dump(struct dump_ctx *d, MmEntry *mm);
+int pages_restore_prepare(struct restore_ctx *r);
+int pages_restore(struct restore_ctx *r);
+bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end);
+
+/* sigs.c: dispositions, mask, pending, sigaltstack */
+int sigs_dump(struct dump_ctx *d);
+int sigs_restore_child(const struct restore_ctx *r);
+int sigs_validate(const TaskCoreEntry *core);
+
+/* timers.c: itimers and POSIX timers */
+int timers_dump(struct dump_ctx *d);
+int timers_restore_child(const struct restore_ctx *r);
+
+/* creds.c */
+int creds_dump(struct dump_ctx *d);
+int creds_restore(struct restore_ctx *r);
+
+/* files-reg.c: the fd table (regular files, directories, character devices, terminal) */
+int files_dump(struct dump_ctx *d);
+int files_restore_prepare(struct restore_ctx *r);
+int files_restore_child(const struct restore_ctx *r);
+
+/* task.c: per-task odds and ends (rlimits, umask, cwd, personality, prctl values, ...) */
+int task_dump(struct dump_ctx *d);
+int task_restore_child(const struct restore_ctx *r);
+int task_restore_late(struct restore_ctx *r);
+int task_restore_dumpable(struct restore_ctx *r);
+
+/* regs.c: registers, FPU state and syscall restart */
+int regs_dump(struct dump_ctx *d);
+int regs_prepare_restart(struct restore_ctx *r, struct user_regs_struct *out);
+int regs_restore(struct restore_ctx *r, const struct user_regs_struct *regs);
+
+/* helper fds: open in crest above the target's fd range, so the child inherits them */
+int restore_add_helper(struct restore_ctx *r, int fd);
+
+
+#endif

@@ -1,0 +1,556 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The crest command line: a thin front over the entry points of include/crest.h.  It parses
+ * CRIU-compatible options into struct crest_opts, resolves paths, opens the log, calls one entry
+ * point and turns its result into an exit status and at most one line on stderr.  Everything
+ * that touches processes lives in the engine, so the library exposes the same behaviour.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crest.h"
+#include "log.h"
+
+/* Long options without a short form. */
+enum {
+	OPT_LEAVE_RUNNING = 1000,
+	OPT_PIDFILE,
+	OPT_SKIP_FILE_SIZE_CHECK,
+	OPT_PREV_IMAGES_DIR,
+	OPT_TRACK_MEM,
+	OPT_TCP_ESTABLISHED,
+	OPT_EXT_UNIX_SK,
+	OPT_FILE_LOCKS,
+	OPT_MANAGE_CGROUPS,
+	OPT_ROOT,
+	OPT_PAGE_SERVER,
+	OPT_ADDRESS,
+	OPT_PORT,
+};
+
+/* A leading ':' makes getopt report a missing argument apart from an unknown option. */
+static const char short_opts[] = ":t:D:W:o:v::RjdhV";
+
+static const struct option long_opts[] = {
+	{"tree", required_argument, NULL, 't'},
+	{"images-dir", required_argument, NULL, 'D'},
+	{"work-dir", required_argument, NULL, 'W'},
+	{"log-file", required_argument, NULL, 'o'},
+	{"verbosity", optional_argument, NULL, 'v'},
+	{"leave-running", no_argument, NULL, 'R'},
+	{"shell-job", no_argument, NULL, 'j'},
+	{"restore-detached", no_argument, NULL, 'd'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{"pidfile", required_argument, NULL, OPT_PIDFILE},
+	{"skip-file-size-check", no_argument, NULL, OPT_SKIP_FILE_SIZE_CHECK},
+	{"prev-images-dir", required_argument, NULL, OPT_PREV_IMAGES_DIR},
+	{"track-mem", no_argument, NULL, OPT_TRACK_MEM},
+	{"tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED},
+	{"ext-unix-sk", no_argument, NULL, OPT_EXT_UNIX_SK},
+	{"file-locks", no_argument, NULL, OPT_FILE_LOCKS},
+	{"manage-cgroups", optional_argument, NULL, OPT_MANAGE_CGROUPS},
+	{"root", required_argument, NULL, OPT_ROOT},
+	{"page-server", no_argument, NULL, OPT_PAGE_SERVER},
+	{"address", required_argument, NULL, OPT_ADDRESS},
+	{"port", required_argument, NULL, OPT_PORT},
+	{NULL, 0, NULL, 0},
+};
+
+static const char usage_text[] =
+	"Usage:\n"
+	"  crest dump -t PID -D DIR [options]   checkpoint the tree rooted at PID into DIR\n"
+	"  crest pre-dump -t PID -D DIR         pre-copy memory (not supported yet)\n"
+	"  crest restore -D DIR [options]       restore the tree saved in DIR\n"
+	"  crest check                          report the kernel features crest relies on\n"
+	"  crest show FILE|DIR                  decode an image, or all images of a dump, to JSON\n"
+	"  crest help                           this text\n"
+	"  crest --version                      print the version\n"
+	"\n"
+	"Every option is accepted by every command and ignored where it does not apply.\n"
+	"\n"
+	"Common options:\n"
+	"  -D, --images-dir DIR     directory of the image files\n"
+	"  -W, --work-dir DIR       where a relative log file goes (default: the images dir)\n"
+	"  -o, --log-file FILE      write the log to FILE (relative names go into the work dir)\n"
+	"  -v[N], --verbosity[=N]   log level 0..4 (0 none, 1 errors, 2 +warnings (default),\n"
+	"                           3 +info, 4 +debug); a bare -v means 4\n"
+	"  -j, --shell-job          the tree is a shell job: it shares crest's terminal\n"
+	"  --root DIR               root directory of the tree\n"
+	"  -h, --help               this text\n"
+	"  -V, --version            print the version\n"
+	"\n"
+	"Dump options:\n"
+	"  -t, --tree PID           root of the process tree to checkpoint\n"
+	"  -R, --leave-running      let the tree run on after the dump\n"
+	"  --track-mem              arm dirty-memory tracking for a later incremental dump\n"
+	"  --prev-images-dir DIR    parent dump for an incremental dump (relative to -D)\n"
+	"  --tcp-established        checkpoint established TCP connections (not yet)\n"
+	"  --ext-unix-sk            allow unix sockets connected outside the tree (not yet)\n"
+	"  --file-locks             checkpoint file locks (not yet)\n"
+	"  --page-server            send pages to a page server instead of -D (not yet)\n"
+	"  --address ADDR           address of the page server\n"
+	"  --port PORT              port of the page server\n"
+	"\n"
+	"Restore options:\n"
+	"  -d, --restore-detached   return once the tree runs instead of waiting for its root\n"
+	"  --pidfile FILE           write the restored root's pid to FILE\n"
+	"  --skip-file-size-check   restore files whose size changed since the dump\n"
+	"  --manage-cgroups[=MODE]  restore cgroup membership (not yet)\n"
+	"\n"
+	"Without -d, restore waits for the restored root and exits with its exit status\n"
+	"(128+N when it was killed by signal N).  On failure crest prints one line on stderr\n"
+	"and exits 1; details are in the log.\n";
+
+struct cli {
+	struct crest_opts opts;
+	const char *verb;
+	const char *arg; /* show's FILE|DIR */
+	char err[256];	 /* first parse error, reported once the verb is known */
+	char log_path[PATH_MAX];
+	bool help;
+	bool version;
+};
+
+static void cli_error(struct cli *cli, const char *fmt, const char *what)
+{
+	if (!cli->err[0])
+		snprintf(cli->err, sizeof(cli->err), fmt, what);
+}
+
+/* Print the one failure line; verb may be NULL when none was recognised. */
+static int fail(const char *verb, const char *msg)
+{
+	if (verb)
+		fprintf(stderr, "crest: %s: %s\n", verb, msg);
+	else
+		fprintf(stderr, "crest: %s\n", msg);
+	return 1;
+}
+
+/* Strictly a positive decimal number that fits an int: "12x", "", "-1" and "0" are refused. */
+static int parse_pos_int(const char *s, int max, int *out)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v <= 0 || v > max)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+/* -vN: N in 0..4.  A bare -v, or -vv..., asks for everything, which is 4. */
+static void parse_verbosity(struct cli *cli, const char *arg)
+{
+	if (!arg || arg[strspn(arg, "v")] == '\0') {
+		cli->opts.verbosity = LOG_DEBUG;
+		return;
+	}
+	if (arg[0] >= '0' && arg[0] <= '4' && arg[1] == '\0')
+		cli->opts.verbosity = arg[0] - '0';
+	else
+		cli_error(cli, "bad verbosity '%s' (expected 0..4)", arg);
+}
+
+static void parse_one(struct cli *cli, int c, const char *arg)
+{
+	struct crest_opts *o = &cli->opts;
+	int n;
+
+	switch (c) {
+	case 't':
+		if (parse_pos_int(arg, INT_MAX, &n))
+			cli_error(cli, "bad pid '%s'", arg);
+		else
+			o->pid = n;
+		break;
+	case 'D':
+		o->images_dir = arg;
+		break;
+	case 'W':
+		o->work_dir = arg;
+		break;
+	case 'o':
+		o->log_file = arg;
+		break;
+	case 'v':
+		parse_verbosity(cli, arg);
+		break;
+	case 'R':
+		o->leave_running = true;
+		break;
+	case 'j':
+		o->shell_job = true;
+		break;
+	case 'd':
+		o->restore_detached = true;
+		break;
+	case 'h':
+		cli->help = true;
+		break;
+	case 'V':
+		cli->version = true;
+		break;
+	case OPT_PIDFILE:
+		o->pidfile = arg;
+		break;
+	case OPT_SKIP_FILE_SIZE_CHECK:
+		o->skip_file_size_check = true;
+		break;
+	case OPT_PREV_IMAGES_DIR:
+		o->prev_images_dir = arg;
+		break;
+	case OPT_TRACK_MEM:
+		o->track_mem = true;
+		break;
+	case OPT_TCP_ESTABLISHED:
+		o->tcp_established = true;
+		break;
+	case OPT_EXT_UNIX_SK:
+		o->ext_unix_sk = true;
+		break;
+	case OPT_FILE_LOCKS:
+		o->file_locks = true;
+		break;
+	case OPT_MANAGE_CGROUPS:
+		o->manage_cgroups = true;
+		o->manage_cgroups_mode = arg;
+		break;
+	case OPT_ROOT:
+		o->root = arg;
+		break;
+	case OPT_PAGE_SERVER:
+		o->page_server = true;
+		break;
+	case OPT_ADDRESS:
+		o->address = arg;
+		break;
+	case OPT_PORT:
+		if (parse_pos_int(arg, 65535, &n))
+			cli_error(cli, "bad port '%s'", arg);
+		else
+			o->port = n;
+		break;
+	}
+}
+
+/*
+ * Name the option getopt refused.  Long options are named as typed (without any "=value");
+ * short ones by getopt's optopt, since a group like -jx has no element of its own for x.
+ */
+static void bad_option(struct cli *cli, int c, const char *elem)
+{
+	char name[64];
+	bool known = false;
+
+	if (strncmp(elem, "--", 2)) {
+		snprintf(name, sizeof(name), "-%c", optopt);
+		cli_error(cli, c == ':' ? "option '%s' needs an argument" : "unknown option '%s'",
+			  name);
+		return;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(elem, "="), elem);
+	for (const struct option *o = long_opts; o->name; o++)
+		known |= !strcmp(name + 2, o->name);
+	if (c == ':')
+		cli_error(cli, "option '%s' needs an argument", name);
+	else if (known)
+		cli_error(cli, "option '%s' takes no argument", name);
+	else
+		cli_error(cli, "unknown option '%s'", name);
+}
+
+/* getopt's own messages are off: every error becomes the single "crest: verb: ..." line. */
+static void parse_args(struct cli *cli, int argc, char **argv)
+{
+	const char *pos[3];
+	int npos = 0, c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1) {
+		if (c == '?' || c == ':')
+			bad_option(cli, c, argv[optind - 1]);
+		else
+			parse_one(cli, c, optarg);
+	}
+	/* getopt_long permutes, so options may come before or after the verb. */
+	for (; optind < argc; optind++) {
+		if (npos < 3)
+			pos[npos] = argv[optind];
+		npos++;
+	}
+	if (npos > 0)
+		cli->verb = pos[0];
+	if (npos > 1)
+		cli->arg = pos[1];
+	if (npos > 2 || (npos == 2 && strcmp(cli->verb, "show") && strcmp(cli->verb, "help")))
+		cli_error(cli, "unexpected argument '%s'", pos[npos == 2 ? 1 : 2]);
+}
+
+/*
+ * Like CRIU, a relative log name lands in the work dir (-W), which defaults to the images dir,
+ * so "dump -D d -o dump.log" leaves the log next to the images it describes.
+ */
+static int resolve_log(struct cli *cli)
+{
+	struct crest_opts *o = &cli->opts;
+	const char *dir = o->work_dir ? o->work_dir : o->images_dir;
+
+	if (!o->log_file || o->log_file[0] == '/' || !dir)
+		return 0;
+	if (snprintf(cli->log_path, sizeof(cli->log_path), "%s/%s", dir, o->log_file) >=
+	    (int)sizeof(cli->log_path)) {
+		cli_error(cli, "log file path too long: %s", o->log_file);
+		return -1;
+	}
+	o->log_file = cli->log_path;
+	return 0;
+}
+
+/*
+ * The pidfile is prepared before the restore, so an unwritable location fails the command
+ * while nothing is running yet, and published by rename() afterwards, so a reader never sees
+ * a partial number.
+ */
+struct pidfile {
+	char tmp[PATH_MAX];
+	int fd;
+};
+
+static int pidfile_prepare(struct pidfile *pf, const char *path)
+{
+	pf->fd = -1;
+	if (!path)
+		return 0;
+	if (snprintf(pf->tmp, sizeof(pf->tmp), "%s.XXXXXX", path) >= (int)sizeof(pf->tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	pf->fd = mkostemp(pf->tmp, O_CLOEXEC);
+	if (pf->fd < 0)
+		return -1;
+	if (fchmod(pf->fd, 0644)) {
+		int err = errno;
+
+		close(pf->fd);
+		unlink(pf->tmp);
+		pf->fd = -1;
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+static void pidfile_discard(struct pidfile *pf)
+{
+	if (pf->fd < 0)
+		return;
+	close(pf->fd);
+	unlink(pf->tmp);
+	pf->fd = -1;
+}
+
+/* CRIU writes the bare number without a newline; readers of its pidfiles expect exactly that. */
+static int pidfile_publish(struct pidfile *pf, const char *path, pid_t pid)
+{
+	char buf[32];
+	int len = snprintf(buf, sizeof(buf), "%d", pid);
+	int ret = 0;
+
+	if (pf->fd < 0)
+		return 0;
+	if (write(pf->fd, buf, len) != len || fsync(pf->fd) || rename(pf->tmp, path))
+		ret = -1;
+	if (ret) {
+		int err = errno;
+
+		pidfile_discard(pf);
+		errno = err;
+		return -1;
+	}
+	close(pf->fd);
+	pf->fd = -1;
+	return 0;
+}
+
+/* Wait for a process that is not our child: all we learn is that it ended. */
+static int wait_foreign(pid_t pid)
+{
+	int pfd = syscall(SYS_pidfd_open, pid, 0);
+	struct pollfd p;
+
+	if (pfd < 0)
+		return errno == ESRCH ? 0 : -1;
+	p.fd = pfd;
+	p.events = POLLIN;
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	close(pfd);
+	return 0;
+}
+
+/* Exit status of the restored root, shell style: 128+N when it died of signal N. */
+static int wait_restored(pid_t pid)
+{
+	int status;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, 0);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == ECHILD) {
+			pr_warn("restored pid %d is not our child: its exit status is unknown",
+				pid);
+			if (wait_foreign(pid))
+				return fail("restore", "cannot wait for the restored process");
+			return 0;
+		}
+		return fail("restore", strerror(errno));
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 1;
+}
+
+static int do_restore(struct cli *cli)
+{
+	struct crest_opts *o = &cli->opts;
+	struct pidfile pf;
+	pid_t pid = 0;
+	char msg[PATH_MAX + 64];
+
+	if (!o->images_dir)
+		return fail("restore", "-D DIR is required");
+	if (pidfile_prepare(&pf, o->pidfile)) {
+		snprintf(msg, sizeof(msg), "cannot create pidfile %s: %s", o->pidfile,
+			 strerror(errno));
+		return fail("restore", msg);
+	}
+	if (crest_restore(o, &pid)) {
+		pidfile_discard(&pf);
+		return fail("restore", crest_last_error());
+	}
+	if (pidfile_publish(&pf, o->pidfile, pid)) {
+		/* A failed restore leaves nothing behind, and nobody would learn this pid. */
+		snprintf(msg, sizeof(msg), "cannot write pidfile %s: %s", o->pidfile,
+			 strerror(errno));
+		pr_err("%s; killing restored pid %d", msg, pid);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return fail("restore", msg);
+	}
+	pr_info("restored root pid %d", pid);
+	if (o->restore_detached)
+		return 0;
+	return wait_restored(pid);
+}
+
+static int do_dump(struct cli *cli)
+{
+	if (!cli->opts.pid)
+		return fail("dump", "-t PID is required");
+	if (!cli->opts.images_dir)
+		return fail("dump", "-D DIR is required");
+	if (crest_dump(&cli->opts))
+		return fail("dump", crest_last_error());
+	return 0;
+}
+
+static int do_check(struct cli *cli)
+{
+	if (crest_check(stdout)) {
+		fflush(stdout);
+		return fail("check", crest_last_error());
+	}
+	return 0;
+}
+
+/* "show" takes its path as an argument; with none, it shows the -D directory. */
+static int do_show(struct cli *cli)
+{
+	const char *path = cli->arg ? cli->arg : cli->opts.images_dir;
+
+	if (!path)
+		return fail("show", "which image? usage: crest show FILE|DIR");
+	if (crest_show(path, stdout)) {
+		fflush(stdout);
+		return fail("show", crest_last_error());
+	}
+	return 0;
+}
+
+struct verb {
+	const char *name;
+	int (*run)(struct cli *cli); /* NULL: known but not supported yet */
+};
+
+static const struct verb verbs[] = {
+	{"dump", do_dump},   {"pre-dump", NULL}, {"restore", do_restore},
+	{"check", do_check}, {"show", do_show},	 {"help", NULL},
+};
+
+int main(int argc, char **argv)
+{
+	static struct cli cli;
+	const struct verb *v = NULL;
+	int ret;
+
+	crest_opts_init(&cli.opts);
+	parse_args(&cli, argc, argv);
+
+	for (size_t i = 0; cli.verb && i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(cli.verb, verbs[i].name))
+			v = &verbs[i];
+
+	if (cli.err[0])
+		return fail(v ? v->name : NULL, cli.err);
+	if (cli.version) {
+		printf("crest version %s\n", CREST_VERSION);
+		return 0;
+	}
+	if (cli.help || (v && !strcmp(v->name, "help"))) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (!cli.verb)
+		return fail(NULL, "no command given; see 'crest help'");
+	if (!v) {
+		snprintf(cli.err, sizeof(cli.err), "unknown command '%s'; see 'crest help'",
+			 cli.verb);
+		return fail(NULL, cli.err);
+	}
+	if (!v->run)
+		return fail(v->name, "not supported yet");
+
+	if (resolve_log(&cli))
+		return fail(v->name, cli.err);
+	/* dump creates its images directory; the log may live in it */
+	if (cli.opts.images_dir && strstr(v->name, "dump"))
+		mkdir(cli.opts.images_dir, 0700);
+	if (log_init(cli.opts.log_file, cli.opts.verbosity))
+		return fail(v->name, crest_last_error());
+	ret = v->run(&cli);
+	log_fini();
+	return ret;
+}

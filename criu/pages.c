@@ -1,0 +1,493 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Page contents.  Dump: PAGEMAP_SCAN finds the pages that exist (present or swapped) without
+ * touching the rest; process_vm_readv copies them out of the frozen task in large chunks;
+ * all-zero pages are recorded as zero runs and never stored.  Restore: the task itself
+ * preadv()s its pages from the pages image, straight into place, many runs per syscall.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "compat/pagemap_scan.h"
+#include "image.h"
+#include "internal.h"
+#include "log.h"
+
+#define READ_CHUNK (1UL << 20) /* bytes copied out of the task per process_vm_readv */
+#define SCAN_REGIONS 512
+#define FILL_IOV_MAX 1024	/* IOV_MAX */
+#define MAX_RUN_PAGES (1U << 18) /* 1 GiB: a run always fits one preadv */
+#define FILL_BYTES_MAX (1UL << 30) /* well under MAX_RW_COUNT */
+
+/* Runs being written: adjacent runs of the same kind are merged as they come. */
+struct pagemap_writer {
+	struct cr_img *pages;
+	struct vec runs; /* PagemapEntry (only vaddr, nr_pages, flags, off used) */
+	unsigned long vma_start; /* runs never merge across VMAs: restore checks each is in one */
+	uint64_t *stat_written, *stat_zero;
+};
+
+static int pm_emit(struct pagemap_writer *w, unsigned long vaddr, unsigned long nr, uint32_t flags,
+		   const void *data)
+{
+	PagemapEntry *last = w->runs.len ? vec_at(&w->runs, PagemapEntry, w->runs.len - 1) : NULL;
+	uint64_t off = img_data_off(w->pages);
+
+	if (data && img_write_raw(w->pages, data, nr * PAGE_SIZE))
+		return -1;
+	if (flags & PAGEMAP_FLAGS__PE_PRESENT)
+		*w->stat_written += nr;
+	else
+		*w->stat_zero += nr;
+
+	if (last && last->flags == flags && last->vaddr >= w->vma_start &&
+	    last->nr_pages + nr <= MAX_RUN_PAGES && last->vaddr + last->nr_pages * PAGE_SIZE == vaddr &&
+	    (!data || last->off + last->nr_pages * PAGE_SIZE == off)) {
+		last->nr_pages += nr;
+		return 0;
+	}
+	PagemapEntry *e = vec_push(&w->runs);
+
+	if (!e) {
+		pr_err("out of memory");
+		return -1;
+	}
+	pagemap_entry__init(e);
+	e->vaddr = vaddr;
+	e->nr_pages = nr;
+	e->flags = flags;
+	if (data) {
+		e->has_off = true;
+		e->off = off;
+	}
+	return 0;
+}
+
+static bool page_is_zero(const void *p)
+{
+	static const char zero[PAGE_SIZE];
+	const uint64_t *q = p;
+
+	/* Most non-zero pages differ in their first words: skip memcmp for them. */
+	if (q[0] | q[1] | q[511])
+		return false;
+	return !memcmp(p, zero, PAGE_SIZE);
+}
+
+/* Emit a chunk of copied pages, splitting it into data runs and zero runs. */
+static int pm_emit_chunk(struct pagemap_writer *w, unsigned long vaddr, const char *buf,
+			 unsigned long nr, bool elide_zero)
+{
+	unsigned long i = 0;
+
+	if (!elide_zero)
+		return pm_emit(w, vaddr, nr, PAGEMAP_FLAGS__PE_PRESENT, buf);
+	while (i < nr) {
+		bool zero = page_is_zero(buf + i * PAGE_SIZE);
+		unsigned long j = i + 1;
+
+		while (j < nr && page_is_zero(buf + j * PAGE_SIZE) == zero)
+			j++;
+		if (pm_emit(w, vaddr + i * PAGE_SIZE, j - i,
+			    zero ? PAGEMAP_FLAGS__PE_ZERO : PAGEMAP_FLAGS__PE_PRESENT,
+			    zero ? NULL : buf + i * PAGE_SIZE))
+			return -1;
+		i = j;
+	}
+	return 0;
+}
+
+/* Copy [start, end) out of the task; mem_fd serves mappings the task cannot read itself. */
+static int copy_range(struct dump_ctx *d, struct pagemap_writer *w, char *buf, unsigned long start,
+		      unsigned long end, int mem_fd, bool elide_zero)
+{
+	while (start < end) {
+		size_t len = min_t(size_t, end - start, READ_CHUNK);
+		ssize_t n;
+
+		if (mem_fd >= 0) {
+			n = pread(mem_fd, buf, len, start);
+		} else {
+			struct iovec local = { buf, len }, remote = { (void *)start, len };
+
+			n = process_vm_readv(d->pid, &local, 1, &remote, 1, 0);
+		}
+		if (n != (ssize_t)len) {
+			pr_perror("cannot read memory %#lx-%#lx of %d", start, start + len, d->pid);
+			return -1;
+		}
+		if (pm_emit_chunk(w, start, buf, len / PAGE_SIZE, elide_zero))
+			return -1;
+		start += len;
+	}
+	return 0;
+}
+
+/* Private mappings: the pages PAGEMAP_SCAN reports, filtered by what must be saved. */
+static int dump_private_vma(struct dump_ctx *d, struct pagemap_writer *w, int pagemap_fd,
+			    int mem_fd, const VmaEntry *vma, char *buf)
+{
+	static struct page_region regions[SCAN_REGIONS];
+	bool file = vma->kind == VMA_KIND__VMA_FILE_PRIVATE;
+	bool readable = vma->prot & PROT_READ;
+	unsigned long addr = vma->start;
+
+	while (addr < vma->end) {
+		struct pm_scan_arg arg = {
+			.size = sizeof(arg),
+			.start = addr,
+			.end = vma->end,
+			.vec = (uintptr_t)regions,
+			.vec_len = SCAN_REGIONS,
+			.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+			.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE |
+				       PAGE_IS_PFNZERO,
+		};
+		int n = ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
+
+		if (n < 0) {
+			pr_perror("PAGEMAP_SCAN of %d at %#lx", d->pid, addr);
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			uint64_t cat = regions[i].categories;
+			unsigned long nr = (regions[i].end - regions[i].start) / PAGE_SIZE;
+
+			d->pages_scanned += nr;
+			/* The shared zero page: content known, nothing to copy. */
+			if ((cat & PAGE_IS_PFNZERO) && !(cat & PAGE_IS_SWAPPED)) {
+				if (!file && pm_emit(w, regions[i].start, nr,
+						     PAGEMAP_FLAGS__PE_ZERO, NULL))
+					return -1;
+				continue;
+			}
+			/* A file page not COWed: the file has it. */
+			if (file && (cat & PAGE_IS_FILE) && !(cat & PAGE_IS_SWAPPED))
+				continue;
+			if (copy_range(d, w, buf, regions[i].start, regions[i].end,
+				       readable ? -1 : mem_fd, !file))
+				return -1;
+		}
+		if (arg.walk_end <= addr || arg.walk_end >= vma->end)
+			break;
+		addr = arg.walk_end;
+	}
+	return 0;
+}
+
+/* Shared anonymous memory: its shmem file knows which pages exist, mapped here or not. */
+static int dump_shared_anon_vma(struct dump_ctx *d, struct pagemap_writer *w, const VmaEntry *vma,
+				char *buf)
+{
+	char path[96];
+	off_t pos, end_off = vma->pgoff + (vma->end - vma->start);
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", d->pid,
+		 (unsigned long)vma->start, (unsigned long)vma->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		pr_perror("cannot open %s", path);
+		return -1;
+	}
+	pos = vma->pgoff;
+	while (pos < end_off) {
+		off_t data = lseek(fd, pos, SEEK_DATA), hole;
+
+		if (data < 0 || data >= end_off)
+			break;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end_off)
+			hole = end_off;
+		for (off_t o = data; o < hole;) {
+			size_t len = min_t(size_t, hole - o, READ_CHUNK);
+
+			if (pread(fd, buf, len, o) != (ssize_t)len) {
+				pr_perror("cannot read shared memory of %d at %#lx", d->pid,
+					  (unsigned long)(vma->start + o - vma->pgoff));
+				close(fd);
+				return -1;
+			}
+			d->pages_scanned += len / PAGE_SIZE;
+			if (pm_emit_chunk(w, vma->start + o - vma->pgoff, buf, len / PAGE_SIZE, true)) {
+				close(fd);
+				return -1;
+			}
+			o += len;
+		}
+		pos = hole;
+	}
+	close(fd);
+	return 0;
+}
+
+static int write_pagemap(struct dump_ctx *d, struct pagemap_writer *w)
+{
+	PagemapHead head = PAGEMAP_HEAD__INIT;
+	struct cr_img *img = img_open_write(d->dirfd, IMG_PAGEMAP, d->pid);
+	int ret = 0;
+
+	if (!img)
+		return -1;
+	head.nr_runs = w->runs.len;
+	head.pages_size = img_data_off(w->pages);
+	ret = img_write_msg(img, &head.base);
+	for (size_t i = 0; !ret && i < w->runs.len; i++)
+		ret = img_write_msg(img, &vec_at(&w->runs, PagemapEntry, i)->base);
+	if (img_close(img))
+		ret = -1;
+	return ret;
+}
+
+int pages_dump(struct dump_ctx *d, MmEntry *mm)
+{
+	struct pagemap_writer w = { .runs = VEC_INIT(PagemapEntry) };
+	char path[64];
+	int pagemap_fd = -1, mem_fd = -1, ret = -1;
+	char *buf = NULL;
+
+	w.stat_written = &d->pages_written;
+	w.stat_zero = &d->pages_zero;
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", d->pid);
+	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/mem", d->pid);
+	mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pagemap_fd < 0 || mem_fd < 0) {
+		pr_perror("cannot open pagemap/mem of %d", d->pid);
+		goto out;
+	}
+	if (posix_memalign((void **)&buf, PAGE_SIZE, READ_CHUNK)) {
+		pr_err("out of memory");
+		goto out;
+	}
+	w.pages = img_open_write(d->dirfd, IMG_PAGES, d->pid);
+	if (!w.pages)
+		goto out;
+	for (size_t i = 0; i < mm->n_vmas; i++) {
+		const VmaEntry *vma = mm->vmas[i];
+
+		w.vma_start = vma->start;
+		switch (vma->kind) {
+		case VMA_KIND__VMA_ANON_PRIVATE:
+		case VMA_KIND__VMA_FILE_PRIVATE:
+			if (dump_private_vma(d, &w, pagemap_fd, mem_fd, vma, buf))
+				goto out;
+			break;
+		case VMA_KIND__VMA_ANON_SHARED:
+			if (dump_shared_anon_vma(d, &w, vma, buf))
+				goto out;
+			break;
+		default: /* file shared, vdso, vvar, vsyscall: nothing of ours to save */
+			break;
+		}
+	}
+	d->bytes_written = img_data_off(w.pages);
+	ret = write_pagemap(d, &w);
+out:
+	if (img_close(w.pages))
+		ret = -1;
+	vec_free(&w.runs);
+	free(buf);
+	if (pagemap_fd >= 0)
+		close(pagemap_fd);
+	if (mem_fd >= 0)
+		close(mem_fd);
+	return ret;
+}
+
+static const VmaEntry *vma_covering(const MmEntry *mm, uint64_t start, uint64_t end)
+{
+	size_t lo = 0, hi = mm->n_vmas;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const VmaEntry *v = mm->vmas[mid];
+
+		if (start >= v->end)
+			lo = mid + 1;
+		else if (start < v->start)
+			hi = mid;
+		else
+			return end <= v->end ? v : NULL;
+	}
+	return NULL;
+}
+
+/* Load the pagemap and check every run against the VMAs and the pages image. */
+int pages_restore_prepare(struct restore_ctx *r)
+{
+	struct cr_img *img = img_open_read(r->dirfd, IMG_PAGEMAP, r->pid), *pages = NULL;
+	ProtobufCMessage *msg;
+	uint64_t data_size, prev_end = 0;
+	int ret = -1;
+
+	if (!img)
+		return -1;
+	if (img_read_msg(img, &pagemap_head__descriptor, &msg) != 1) {
+		if (!msg)
+			pr_err("%s: missing pagemap head", img_path(img));
+		goto out;
+	}
+	r->pagemap_head = (PagemapHead *)msg;
+	if (r->pagemap_head->nr_runs > (1u << 28)) {
+		pr_err("%s: implausible run count %u", img_path(img), r->pagemap_head->nr_runs);
+		goto out;
+	}
+	r->pagemap = calloc(r->pagemap_head->nr_runs + 1, sizeof(*r->pagemap));
+	if (!r->pagemap) {
+		pr_err("out of memory");
+		goto out;
+	}
+	pages = img_open_read(r->dirfd, IMG_PAGES, r->pid);
+	if (!pages)
+		goto out;
+	data_size = img_size(pages) - IMG_PAGES_HDR_SIZE;
+	if (data_size != r->pagemap_head->pages_size) {
+		pr_err("%s: holds %llu bytes of pages, the pagemap expects %llu", img_path(pages),
+		       (unsigned long long)data_size,
+		       (unsigned long long)r->pagemap_head->pages_size);
+		goto out;
+	}
+	for (;;) {
+		int n = img_read_msg(img, &pagemap_entry__descriptor, &msg);
+		PagemapEntry *e = (PagemapEntry *)msg;
+		uint64_t end;
+
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		if (r->nr_pagemap == r->pagemap_head->nr_runs) {
+			pr_err("%s: more runs than the head's %u", img_path(img),
+			       r->pagemap_head->nr_runs);
+			protobuf_c_message_free_unpacked(msg, NULL);
+			goto out;
+		}
+		r->pagemap[r->nr_pagemap++] = e;
+		end = e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE;
+		if (!e->nr_pages || e->nr_pages > MAX_RUN_PAGES || e->vaddr % PAGE_SIZE || end < e->vaddr || e->vaddr < prev_end) {
+			pr_err("%s: run %zu at %#llx (+%u pages) is malformed or out of order",
+			       img_path(img), r->nr_pagemap - 1, (unsigned long long)e->vaddr,
+			       e->nr_pages);
+			goto out;
+		}
+		prev_end = end;
+		const VmaEntry *v = vma_covering(r->mm, e->vaddr, end);
+
+		if (!v || v->kind == VMA_KIND__VMA_FILE_SHARED || v->kind >= VMA_KIND__VMA_VDSO) {
+			pr_err("%s: run at %#llx (+%u pages) lies outside any dumped VMA",
+			       img_path(img), (unsigned long long)e->vaddr, e->nr_pages);
+			goto out;
+		}
+		if (e->flags == PAGEMAP_FLAGS__PE_ZERO)
+			continue;
+		if (e->flags & PAGEMAP_FLAGS__PE_PARENT) {
+			pr_err("%s: incremental images (in-parent pages) are not supported yet",
+			       img_path(img));
+			goto out;
+		}
+		if (e->flags != PAGEMAP_FLAGS__PE_PRESENT || !e->has_off || e->off % PAGE_SIZE ||
+		    e->off + (uint64_t)e->nr_pages * PAGE_SIZE > data_size) {
+			pr_err("%s: run at %#llx has bad flags %#x or data beyond the pages image",
+			       img_path(img), (unsigned long long)e->vaddr, e->flags);
+			goto out;
+		}
+	}
+	if (r->nr_pagemap != r->pagemap_head->nr_runs) {
+		pr_err("%s: truncated: %zu of %u runs", img_path(img), r->nr_pagemap,
+		       r->pagemap_head->nr_runs);
+		goto out;
+	}
+	r->pages_fd = dup(img_fd(pages));
+	if (r->pages_fd < 0 || (r->pages_fd = restore_add_helper(r, r->pages_fd)) < 0) {
+		pr_perror("cannot keep the pages image open");
+		goto out;
+	}
+	ret = 0;
+out:
+	img_close(pages);
+	img_close(img);
+	return ret;
+}
+
+/* True when any pagemap run falls in [start, end). */
+bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end)
+{
+	size_t lo = 0, hi = r->nr_pagemap;
+
+	while (lo < hi) { /* first run ending after start */
+		size_t mid = (lo + hi) / 2;
+		const PagemapEntry *e = r->pagemap[mid];
+
+		if (e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE <= start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < r->nr_pagemap && r->pagemap[lo]->vaddr < end;
+}
+
+static int fill_batch(struct restore_ctx *r, struct iovec *iov, int n, uint64_t off, size_t bytes)
+{
+	long ret;
+
+	if (rsys_poke(&r->rs, r->rs.scratch, iov, n * sizeof(*iov)))
+		return -1;
+	ret = rsys5(&r->rs, SYS_preadv, r->pages_fd, r->rs.scratch, n, IMG_PAGES_HDR_SIZE + off, 0);
+	if (ret != (long)bytes) {
+		if (ret < 0)
+			errno = -ret;
+		pr_err("restoring pages of %d: read %ld of %zu bytes at offset %llu of the pages "
+		       "image%s%s",
+		       r->pid, ret, bytes, (unsigned long long)off, ret < 0 ? ": " : "",
+		       ret < 0 ? strerror(-ret) : "");
+		return -1;
+	}
+	return 0;
+}
+
+/* The task reads its own pages: one preadv per batch of contiguous image data. */
+int pages_restore(struct restore_ctx *r)
+{
+	struct iovec iov[FILL_IOV_MAX];
+	uint64_t batch_off = 0, next_off = 0;
+	size_t bytes = 0;
+	int n = 0;
+
+	if (r->rs.scratch_len < sizeof(iov)) {
+		pr_err("scratch memory too small");
+		return -1;
+	}
+	for (size_t i = 0; i < r->nr_pagemap; i++) {
+		const PagemapEntry *e = r->pagemap[i];
+		size_t len = (size_t)e->nr_pages * PAGE_SIZE;
+
+		if (!(e->flags & PAGEMAP_FLAGS__PE_PRESENT))
+			continue;
+		if (n && (n == FILL_IOV_MAX || e->off != next_off || bytes + len > FILL_BYTES_MAX)) {
+			if (fill_batch(r, iov, n, batch_off, bytes))
+				return -1;
+			n = 0;
+		}
+		if (!n) {
+			batch_off = e->off;
+			bytes = 0;
+		}
+		iov[n].iov_base = (void *)(uintptr_t)e->vaddr;
+		iov[n].iov_len = len;
+		n++;
+		bytes += len;
+		next_off = e->off + len;
+	}
+	if (n && fill_batch(r, iov, n, batch_off, bytes))
+		return -1;
+	return 0;
+}

@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+/* /proc parsers.  Every parser reports what it could not parse, naming the file. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "log.h"
+#include "proc.h"
+
+static const struct {
+	char code[3];
+	unsigned int bit;
+} vmflag_codes[] = {
+	{ "gd", VMF_GROWSDOWN }, { "lo", VMF_LOCKED },	    { "dc", VMF_DONTCOPY },
+	{ "wf", VMF_WIPEONFORK }, { "dd", VMF_DONTDUMP },   { "hg", VMF_HUGEPAGE },
+	{ "nh", VMF_NOHUGEPAGE }, { "mg", VMF_MERGEABLE },  { "mw", VMF_MAYWRITE },
+	{ "sr", VMF_SEQREAD },	  { "rr", VMF_RANDREAD },   { "lf", VMF_LOCKONFAULT },
+	{ "io", VMF_IO },	  { "pf", VMF_PFNMAP },	    { "uw", VMF_UFFD_WP },
+	{ "um", VMF_UFFD_MISSING },
+};
+
+static unsigned int parse_vmflags(const char *p)
+{
+	unsigned int flags = 0;
+
+	while (*p && *p != '\n') {
+		while (*p == ' ')
+			p++;
+		for (size_t i = 0; i < ARRAY_SIZE(vmflag_codes); i++)
+			if (p[0] == vmflag_codes[i].code[0] && p[1] == vmflag_codes[i].code[1])
+				flags |= vmflag_codes[i].bit;
+		while (*p && *p != ' ' && *p != '\n')
+			p++;
+	}
+	return flags;
+}
+
+/* "start-end perms offset major:minor inode   path" */
+static int parse_maps_line(const char *line, struct proc_vma *v)
+{
+	char perms[5];
+	int path_off = 0;
+
+	if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu%n", &v->start, &v->end, perms, &v->pgoff,
+		   &v->dev_major, &v->dev_minor, &v->ino, &path_off) < 7)
+		return -1;
+	while (line[path_off] == ' ') /* not "%lu %n": that would skip the newline too */
+		path_off++;
+	v->prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+		  (perms[2] == 'x' ? PROT_EXEC : 0);
+	v->shared = perms[3] == 's';
+	const char *p = line + path_off;
+	const char *nl = strchr(p, '\n');
+	size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+	if (n >= sizeof(v->path))
+		n = sizeof(v->path) - 1;
+	memcpy(v->path, p, n);
+	v->path[n] = 0;
+	return 0;
+}
+
+int proc_parse_smaps(pid_t pid, struct vec *vmas)
+{
+	char path[64];
+	char *text, *line;
+	struct proc_vma *cur = NULL;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	text = read_file_at(AT_FDCWD, path, NULL);
+	if (!text) {
+		pr_perror("cannot read %s", path);
+		return -1;
+	}
+	for (line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		/* A VMA header starts with a hex digit; smaps fields start with a capital. */
+		if (isdigit((unsigned char)line[0]) || (line[0] >= 'a' && line[0] <= 'f')) {
+			cur = vec_push(vmas);
+			if (!cur) {
+				pr_err("out of memory");
+				goto err;
+			}
+			if (parse_maps_line(line, cur)) {
+				pr_err("%s: cannot parse line: %.80s", path, line);
+				goto err;
+			}
+		} else if (cur && !strncmp(line, "VmFlags:", 8)) {
+			cur->vmflags = parse_vmflags(line + 8);
+		}
+	}
+	free(text);
+	return 0;
+err:
+	free(text);
+	return -1;
+}
+
+int proc_parse_stat(pid_t pid, struct proc_stat *st)
+{
+	char path[64];
+	char *text, *p;
+	unsigned long v[52] = { 0 };
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	text = read_file_at(AT_FDCWD, path, NULL);
+	if (!text) {
+		if (errno == ENOENT)
+			pr_err("no such process %d", pid);
+		else
+			pr_perror("cannot read %s", path);
+		return -1;
+	}
+	/* comm may hold anything, even ") ": the state follows the last ')' */
+	p = strrchr(text, ')');
+	if (!p || p[1] != ' ') {
+		pr_err("%s: cannot parse", path);
+		free(text);
+		return -1;
+	}
+	st->state = p[2];
+	p += 3;
+	/* fields 4.. (1-based) */
+	for (n = 4; n < 52 && *p; n++) {
+		char *end;
+
+		v[n] = strtoul(p, &end, 10);
+		if (*end == '-') /* tty_nr and a few others may be negative */
+			v[n] = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		p = end;
+		while (*p == ' ')
+			p++;
+	}
+	free(text);
+	if (n < 52) {
+		pr_err("%s: only %d fields", path, n);
+		return -1;
+	}
+	st->ppid = v[4];
+	st->pgid = v[5];
+	st->sid = v[6];
+	st->tty_nr = (int)v[7];
+	st->num_threads = v[20];
+	st->start_code = v[26];
+	st->end_code = v[27];
+	st->start_stack = v[28];
+	st->start_data = v[45];
+	st->end_data = v[46];
+	st->start_brk = v[47];
+	st->arg_start = v[48];
+	st->arg_end = v[49];
+	st->env_start = v[50];
+	st->env_end = v[51];
+	return 0;
+}
+
+static uint64_t hex_field(const char *text, const char *key)
+{
+	const char *p = proc_field(text, key);
+
+	return p ? strtoull(p, NULL, 16) : 0;
+}
+
+int proc_parse_status(pid_t pid, struct proc_status *st)
+{
+	char path[64];
+	char *text;
+	const char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	text = read_file_at(AT_FDCWD, path, NULL);
+	if (!text) {
+		if (errno == ENOENT)
+			pr_err("no such process %d", pid);
+		else
+			pr_perror("cannot read %s", path);
+		return -1;
+	}
+	memset(st, 0, sizeof(*st));
+	p = proc_field(text, "Umask");
+	if (!p || sscanf(p, "%o", &st->umask) != 1)
+		goto bad;
+	p = proc_field(text, "Uid");
+	if (!p || sscanf(p, "%u %u %u %u", &st->uid[0], &st->uid[1], &st->uid[2], &st->uid[3]) != 4)
+		goto bad;
+	p = proc_field(text, "Gid");
+	if (!p || sscanf(p, "%u %u %u %u", &st->gid[0], &st->gid[1], &st->gid[2], &st->gid[3]) != 4)
+		goto bad;
+	p = proc_field(text, "Groups");
+	while (p && *p && *p != '\n' && st->ngroups < (int)ARRAY_SIZE(st->groups)) {
+		char *end;
+		unsigned long g = strtoul(p, &end, 10);
+
+		if (end == p)
+			break;
+		st->groups[st->ngroups++] = g;
+		p = end;
+		while (*p == ' ')
+			p++;
+	}
+	p = proc_field(text, "Threads");
+	if (!p)
+		goto bad;
+	st->threads = atoi(p);
+	st->cap_inh = hex_field(text, "CapInh");
+	st->cap_prm = hex_field(text, "CapPrm");
+	st->cap_eff = hex_field(text, "CapEff");
+	st->cap_bnd = hex_field(text, "CapBnd");
+	st->cap_amb = hex_field(text, "CapAmb");
+	st->sig_cgt = hex_field(text, "SigCgt");
+	st->sig_ign = hex_field(text, "SigIgn");
+	st->sig_blk = hex_field(text, "SigBlk");
+	st->sig_pnd = hex_field(text, "SigPnd");
+	st->shd_pnd = hex_field(text, "ShdPnd");
+	p = proc_field(text, "NoNewPrivs");
+	st->no_new_privs = p && atoi(p);
+	p = proc_field(text, "Seccomp");
+	st->seccomp = p ? atoi(p) : 0;
+	free(text);
+	return 0;
+bad:
+	pr_err("%s: cannot parse", path);
+	free(text);
+	return -1;
+}
+
+int proc_parse_timers(pid_t pid, struct vec *timers)
+{
+	char path[64], *text, *line;
+	struct proc_timer *t = NULL;
+
+	snprintf(path, sizeof(path), "/proc/%d/timers", pid);
+	text = read_file_at(AT_FDCWD, path, NULL);
+	if (!text) {
+		pr_perror("cannot read %s", path);
+		return -1;
+	}
+	for (line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		char how[16];
+		int tid;
+
+		if (!strncmp(line, "ID:", 3)) {
+			t = vec_push(timers);
+			if (!t)
+				goto err;
+			t->id = atoi(line + 3);
+		} else if (!t) {
+			continue;
+		} else if (!strncmp(line, "signal:", 7)) {
+			if (sscanf(line + 7, " %d/%lx", &t->signo, &t->sigev_value) != 2)
+				goto err;
+		} else if (!strncmp(line, "notify:", 7)) {
+			/* "signal/pid.N", "thread/tid.N", "none/pid.N"; +SIGEV_THREAD_ID */
+			if (sscanf(line + 7, " %15[a-z]/%*[a-z].%d", how, &tid) != 2)
+				goto err;
+			t->notify_tid = tid;
+			if (!strcmp(how, "none"))
+				t->notify = SIGEV_NONE;
+			else if (!strcmp(how, "thread"))
+				t->notify = SIGEV_THREAD_ID;
+			else
+				t->notify = SIGEV_SIGNAL;
+		} else if (!strncmp(line, "ClockID:", 8)) {
+			t->clockid = atoi(line + 8);
+		}
+	}
+	free(text);
+	return 0;
+err:
+	pr_err("%s: cannot parse", path);
+	free(text);
+	return -1;
+}

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Signals: dispositions, the blocked mask, pending signals (per thread and shared) and the
+ * alternate signal stack.  Dispositions and the altstack are read by remote syscalls in the
+ * frozen task; on restore the child sets them with raw syscalls before it stops, with every
+ * signal blocked so nothing is delivered into an address space that is not there yet.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+#define SIGINFO_SIZE 128
+#define SIGSET_SIZE 8
+
+/* The kernel's view of struct sigaction on x86_64 (not glibc's). */
+struct ksigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+struct kstack {
+	uint64_t sp;
+	int32_t flags;
+	int32_t pad;
+	uint64_t size;
+};
+
+static int dump_pending(struct dump_ctx *d, bool shared)
+{
+	for (uint64_t off = 0;; off++) {
+		struct __ptrace_peeksiginfo_args args = {
+			.off = off,
+			.flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0,
+			.nr = 1,
+		};
+		unsigned char info[SIGINFO_SIZE];
+		long n = ptrace(PTRACE_PEEKSIGINFO, d->pid, &args, info);
+		ProtobufCBinaryData *slot;
+		size_t *count;
+		ProtobufCBinaryData **arr;
+
+		if (n < 0) {
+			pr_perror("cannot read pending signals of %d", d->pid);
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		count = shared ? &d->core->n_shared_pending : &d->thread->n_pending;
+		arr = shared ? &d->core->shared_pending : &d->thread->pending;
+		slot = realloc(*arr, (*count + 1) * sizeof(**arr));
+		if (!slot)
+			return -1;
+		*arr = slot;
+		slot[*count].data = malloc(SIGINFO_SIZE);
+		if (!slot[*count].data)
+			return -1;
+		memcpy(slot[*count].data, info, SIGINFO_SIZE);
+		slot[*count].len = SIGINFO_SIZE;
+		(*count)++;
+	}
+}
+
+int sigs_dump(struct dump_ctx *d)
+{
+	uint64_t handled = d->status.sig_cgt | d->status.sig_ign;
+	struct kstack ss;
+	long ret;
+
+	d->thread->blocked = d->blocked;
+	d->core->sigactions = calloc(64, sizeof(*d->core->sigactions));
+	if (!d->core->sigactions)
+		return -1;
+	for (int sig = 1; sig <= 64; sig++) {
+		struct ksigaction ka;
+		SigactionEntry *e;
+
+		/* Default dispositions need no record; SIGKILL/SIGSTOP cannot change. */
+		if (!(handled & (1ULL << (sig - 1))) || sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		ret = rsys4(&d->rs, SYS_rt_sigaction, sig, 0, d->rs.scratch, SIGSET_SIZE);
+		if (ret || rsys_peek(&d->rs, d->rs.scratch, &ka, sizeof(ka))) {
+			pr_err("cannot read the action of signal %d in %d (%ld)", sig, d->pid, ret);
+			return -1;
+		}
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return -1;
+		sigaction_entry__init(e);
+		e->sig = sig;
+		e->handler = ka.handler;
+		e->flags = ka.flags;
+		e->restorer = ka.restorer;
+		e->mask = ka.mask;
+		d->core->sigactions[d->core->n_sigactions++] = e;
+	}
+
+	ret = rsys2(&d->rs, SYS_sigaltstack, 0, d->rs.scratch);
+	if (ret || rsys_peek(&d->rs, d->rs.scratch, &ss, sizeof(ss))) {
+		pr_err("cannot read the signal stack of %d (%ld)", d->pid, ret);
+		return -1;
+	}
+	if (!(ss.flags & SS_DISABLE)) {
+		SigaltstackEntry *e = calloc(1, sizeof(*e));
+
+		if (!e)
+			return -1;
+		sigaltstack_entry__init(e);
+		e->sp = ss.sp;
+		e->size = ss.size;
+		e->flags = ss.flags & ~SS_ONSTACK; /* a state, not a setting */
+		d->thread->sigaltstack = e;
+	}
+	if (dump_pending(d, false) || dump_pending(d, true))
+		return -1;
+	return 0;
+}
+
+/* Runs in the restore child before it stops: raw syscalls only. */
+int sigs_restore_child(const struct restore_ctx *r)
+{
+	const TaskCoreEntry *core = r->core;
+	const ThreadCoreEntry *t = core->threads[0];
+	pid_t pid = syscall(SYS_getpid);
+
+	for (size_t i = 0; i < core->n_sigactions; i++) {
+		const SigactionEntry *e = core->sigactions[i];
+		struct ksigaction ka = { e->handler, e->flags, e->restorer, e->mask };
+
+		if (syscall(SYS_rt_sigaction, e->sig, &ka, NULL, SIGSET_SIZE))
+			return -1;
+	}
+	if (t->sigaltstack) {
+		struct kstack ss = { .sp = t->sigaltstack->sp,
+				     .flags = (int32_t)t->sigaltstack->flags,
+				     .size = t->sigaltstack->size };
+
+		if (syscall(SYS_sigaltstack, &ss, NULL))
+			return -1;
+	}
+	/* Every signal is blocked now: these stay pending until the final mask is set. */
+	for (size_t i = 0; i < core->n_shared_pending; i++) {
+		const siginfo_t *si = (const siginfo_t *)core->shared_pending[i].data;
+
+		if (syscall(SYS_rt_sigqueueinfo, pid, si->si_signo, si))
+			return -1;
+	}
+	for (size_t i = 0; i < t->n_pending; i++) {
+		const siginfo_t *si = (const siginfo_t *)t->pending[i].data;
+
+		if (syscall(SYS_rt_tgsigqueueinfo, pid, pid, si->si_signo, si))
+			return -1;
+	}
+	return 0;
+}
+
+/* Checked by the engine before the child exists: malformed values fail there, not in it. */
+int sigs_validate(const TaskCoreEntry *core)
+{
+	for (size_t i = 0; i < core->n_sigactions; i++) {
+		uint32_t sig = core->sigactions[i]->sig;
+
+		if (sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP) {
+			pr_err("core-%u.img: bad signal number %u", core->pid, sig);
+			return -1;
+		}
+	}
+	for (size_t k = 0; k < 2; k++) {
+		size_t n = k ? core->n_shared_pending : core->threads[0]->n_pending;
+		ProtobufCBinaryData *arr = k ? core->shared_pending : core->threads[0]->pending;
+
+		for (size_t i = 0; i < n; i++) {
+			const siginfo_t *si = (const siginfo_t *)arr[i].data;
+
+			if (arr[i].len != SIGINFO_SIZE || si->si_signo < 1 || si->si_signo > 64) {
+				pr_err("core-%u.img: malformed pending signal", core->pid);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}

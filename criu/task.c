@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Per-task odds and ends: name, personality, umask, cwd and root, session and process group,
+ * resource limits, and the prctl/thread values the kernel keeps (tid address, robust futex
+ * list, rseq area, parent-death signal, dumpable, subreaper, THP and timer slack settings).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f /* Linux 5.13 */
+#endif
+
+struct rseq_config {
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size;
+	uint32_t signature;
+	uint32_t flags;
+	uint32_t pad;
+};
+
+static const char *const rlimit_names[] = {
+	"CPU",	  "FSIZE",   "DATA",   "STACK", "CORE",	    "RSS",    "NPROC",	  "NOFILE",
+	"MEMLOCK", "AS",     "LOCKS",  "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME",
+};
+
+static char *read_trimmed(pid_t pid, const char *name)
+{
+	char path[64];
+	char *s;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+	s = read_file_at(AT_FDCWD, path, NULL);
+	if (!s) {
+		pr_perror("cannot read %s", path);
+		return NULL;
+	}
+	s[strcspn(s, "\n")] = 0;
+	return s;
+}
+
+static int dump_paths(struct dump_ctx *d)
+{
+	char path[64], buf[4096];
+
+	snprintf(path, sizeof(path), "/proc/%d/cwd", d->pid);
+	if (readlink_at(AT_FDCWD, path, buf, sizeof(buf))) {
+		pr_perror("cannot read %s", path);
+		return -1;
+	}
+	if (strstr(buf, " (deleted)")) {
+		pr_err("task %d: its working directory %s was deleted: not supported yet", d->pid,
+		       buf);
+		return -1;
+	}
+	d->core->cwd = strdup(buf);
+	snprintf(path, sizeof(path), "/proc/%d/root", d->pid);
+	if (readlink_at(AT_FDCWD, path, buf, sizeof(buf))) {
+		pr_perror("cannot read %s", path);
+		return -1;
+	}
+	d->core->root = strdup(buf);
+	return d->core->cwd && d->core->root ? 0 : -1;
+}
+
+static int dump_rlimits(struct dump_ctx *d)
+{
+	d->core->rlimits = calloc(RLIM_NLIMITS, sizeof(*d->core->rlimits));
+	if (!d->core->rlimits)
+		return -1;
+	for (int res = 0; res < RLIM_NLIMITS; res++) {
+		struct rlimit rl;
+		RlimitEntry *e;
+
+		if (prlimit(d->pid, res, NULL, &rl)) {
+			pr_perror("cannot read rlimit %d of %d", res, d->pid);
+			return -1;
+		}
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return -1;
+		rlimit_entry__init(e);
+		e->resource = res;
+		e->cur = rl.rlim_cur;
+		e->max = rl.rlim_max;
+		d->core->rlimits[d->core->n_rlimits++] = e;
+	}
+	return 0;
+}
+
+/* Values only the task can ask the kernel for. */
+static int dump_prctls(struct dump_ctx *d)
+{
+	ThreadCoreEntry *t = d->thread;
+	struct rsys *rs = &d->rs;
+	uint64_t val = 0;
+	long ret;
+
+	ret = rsys2(rs, SYS_prctl, PR_GET_TID_ADDRESS, rs->scratch);
+	if (ret || rsys_peek(rs, rs->scratch, &val, sizeof(val)))
+		goto fail;
+	t->has_clear_child_tid = true;
+	t->clear_child_tid = val;
+
+	val = 0;
+	ret = rsys2(rs, SYS_prctl, PR_GET_PDEATHSIG, rs->scratch);
+	if (ret || rsys_peek(rs, rs->scratch, &val, sizeof(int)))
+		goto fail;
+	t->has_pdeath_sig = true;
+	t->pdeath_sig = (int)val;
+
+	val = 0;
+	ret = rsys2(rs, SYS_prctl, PR_GET_CHILD_SUBREAPER, rs->scratch);
+	if (ret || rsys_peek(rs, rs->scratch, &val, sizeof(int)))
+		goto fail;
+	d->core->has_child_subreaper = true;
+	d->core->child_subreaper = (int)val;
+
+	ret = rsys1(rs, SYS_prctl, PR_GET_DUMPABLE);
+	if (ret < 0)
+		goto fail;
+	d->core->has_dumpable = true;
+	d->core->dumpable = ret;
+
+	ret = rsys1(rs, SYS_prctl, PR_GET_THP_DISABLE);
+	if (ret < 0)
+		goto fail;
+	d->core->has_thp_disable = true;
+	d->core->thp_disable = ret;
+
+	ret = rsys1(rs, SYS_prctl, PR_GET_TIMERSLACK);
+	if (ret < 0)
+		goto fail;
+	d->core->has_timerslack_ns = true;
+	d->core->timerslack_ns = ret;
+	return 0;
+fail:
+	pr_err("cannot read the prctl state of %d (%ld)", d->pid, ret);
+	return -1;
+}
+
+static int dump_thread_kernel_ptrs(struct dump_ctx *d)
+{
+	ThreadCoreEntry *t = d->thread;
+	struct rseq_config rc = { 0 };
+	uint64_t head = 0;
+	size_t len = 0;
+
+	if (syscall(SYS_get_robust_list, d->pid, &head, &len)) {
+		pr_perror("cannot read the robust futex list of %d", d->pid);
+		return -1;
+	}
+	t->has_robust_list = t->has_robust_list_len = true;
+	t->robust_list = head;
+	t->robust_list_len = len;
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, d->pid, sizeof(rc), &rc) < 0) {
+		pr_perror("cannot read the rseq registration of %d", d->pid);
+		return -1;
+	}
+	if (rc.rseq_abi_pointer) {
+		t->rseq = calloc(1, sizeof(*t->rseq));
+		if (!t->rseq)
+			return -1;
+		rseq_entry__init(t->rseq);
+		t->rseq->ptr = rc.rseq_abi_pointer;
+		t->rseq->size = rc.rseq_abi_size;
+		t->rseq->sig = rc.signature;
+	}
+	return 0;
+}
+
+int task_dump(struct dump_ctx *d)
+{
+	TaskCoreEntry *c = d->core;
+	char *s;
+
+	if (d->stat.sid != d->pid && !d->opts->shell_job) {
+		pr_err("task %d is not a session leader (session %d is outside the dump): "
+		       "dump with --shell-job",
+		       d->pid, d->stat.sid);
+		return -1;
+	}
+	s = read_trimmed(d->pid, "comm");
+	if (!s)
+		return -1;
+	c->comm = s;
+	d->thread->comm = strdup(s);
+	s = read_trimmed(d->pid, "personality");
+	if (!s)
+		return -1;
+	c->personality = strtoul(s, NULL, 16);
+	free(s);
+	c->umask = d->status.umask;
+	return dump_paths(d) || dump_rlimits(d) || dump_prctls(d) || dump_thread_kernel_ptrs(d) ?
+		       -1 :
+		       0;
+}
+
+/* Runs in the restore child before it stops: raw syscalls and libc wrappers of them only. */
+int task_restore_child(const struct restore_ctx *r)
+{
+	const TaskCoreEntry *c = r->core;
+	const PstreeEntry *ps = r->pstree;
+
+	if (ps->sid == (uint32_t)r->pid) {
+		if (setsid() < 0)
+			return -1;
+	} else if (ps->pgid == (uint32_t)r->pid && setpgid(0, 0)) {
+		return -1;
+	}
+	umask(c->umask);
+	if (personality(c->personality) < 0)
+		return -1;
+	if (prctl(PR_SET_NAME, c->comm, 0, 0, 0))
+		return -1;
+	if (c->has_timerslack_ns && prctl(PR_SET_TIMERSLACK, c->timerslack_ns, 0, 0, 0))
+		return -1;
+	if (c->has_thp_disable && prctl(PR_SET_THP_DISABLE, c->thp_disable, 0, 0, 0))
+		return -1;
+	if (c->has_child_subreaper && prctl(PR_SET_CHILD_SUBREAPER, c->child_subreaper, 0, 0, 0))
+		return -1;
+	if (chdir(c->cwd))
+		return -1;
+	if (strcmp(c->root, "/") && chroot(c->root))
+		return -1;
+	return 0;
+}
+
+static int restore_rlimits(struct restore_ctx *r)
+{
+	for (size_t i = 0; i < r->core->n_rlimits; i++) {
+		const RlimitEntry *e = r->core->rlimits[i];
+		struct rlimit want = { e->cur, e->max }, now;
+
+		if (e->resource >= RLIM_NLIMITS || e->cur > e->max) {
+			pr_err("core-%d.img: bad rlimit %u", r->pid, e->resource);
+			return -1;
+		}
+		if (!prlimit(r->child, e->resource, &want, NULL))
+			continue;
+		if (errno != EPERM || prlimit(r->child, e->resource, NULL, &now)) {
+			pr_perror("cannot set rlimit %s of %d", rlimit_names[e->resource], r->pid);
+			return -1;
+		}
+		/* Raising a hard limit needs CAP_SYS_RESOURCE: keep what the kernel allows. */
+		want.rlim_max = now.rlim_max;
+		if (want.rlim_cur > want.rlim_max)
+			want.rlim_cur = want.rlim_max;
+		if (prlimit(r->child, e->resource, &want, NULL)) {
+			pr_perror("cannot set rlimit %s of %d", rlimit_names[e->resource], r->pid);
+			return -1;
+		}
+		pr_user_warn("rlimit %s of %d: the kernel refused hard limit %llu (no "
+			     "CAP_SYS_RESOURCE); restored as %llu/%llu",
+			     rlimit_names[e->resource], r->pid, (unsigned long long)e->max,
+			     (unsigned long long)want.rlim_cur, (unsigned long long)want.rlim_max);
+	}
+	return 0;
+}
+
+#define RCALL(what, call)                                                                       \
+	do {                                                                                    \
+		long __r = (call);                                                              \
+		if (__r < 0) {                                                                  \
+			pr_err("restoring %d: %s: %s", r->pid, what, strerror((int)-__r));      \
+			return -1;                                                              \
+		}                                                                               \
+	} while (0)
+
+/* After memory (the pointers below point into it); dumpable after credentials. */
+int task_restore_late(struct restore_ctx *r)
+{
+	const ThreadCoreEntry *t = r->core->threads[0];
+	struct rsys *rs = &r->rs;
+
+	if (restore_rlimits(r))
+		return -1;
+	if (t->has_robust_list)
+		RCALL("set_robust_list",
+		      rsys2(rs, SYS_set_robust_list, t->robust_list, t->robust_list_len));
+	RCALL("set_tid_address", rsys1(rs, SYS_set_tid_address, t->clear_child_tid));
+	if (t->rseq)
+		RCALL("rseq registration",
+		      rsys4(rs, SYS_rseq, t->rseq->ptr, t->rseq->size, 0, t->rseq->sig));
+	RCALL("parent death signal",
+	      rsys2(rs, SYS_prctl, PR_SET_PDEATHSIG, t->has_pdeath_sig ? t->pdeath_sig : 0));
+	return 0;
+}
+
+int task_restore_dumpable(struct restore_ctx *r)
+{
+	struct rsys *rs = &r->rs;
+
+	if (r->core->has_dumpable)
+		RCALL("dumpable", rsys2(rs, SYS_prctl, PR_SET_DUMPABLE, r->core->dumpable));
+	return 0;
+}

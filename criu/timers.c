@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Interval timers (setitimer) and POSIX timers (timer_create), read by remote syscalls in the
+ * frozen task and re-armed by the restore child before it stops.  Each timer keeps its
+ * remaining time and interval; POSIX timers keep their ids (PR_TIMER_CREATE_RESTORE_IDS,
+ * Linux 6.15; older kernels hand out ids in order from 0, so we create and drop fillers).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "log.h"
+
+#ifndef PR_TIMER_CREATE_RESTORE_IDS
+#define PR_TIMER_CREATE_RESTORE_IDS 77 /* Linux 6.15 */
+#define PR_TIMER_CREATE_RESTORE_IDS_OFF 0
+#define PR_TIMER_CREATE_RESTORE_IDS_ON 1
+#endif
+
+#define NSEC 1000000000ULL
+
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	return ts->tv_sec * NSEC + ts->tv_nsec;
+}
+
+static struct timespec ns_ts(uint64_t ns)
+{
+	return (struct timespec){ .tv_sec = ns / NSEC, .tv_nsec = ns % NSEC };
+}
+
+static int dump_itimers(struct dump_ctx *d)
+{
+	d->core->itimers = calloc(3, sizeof(*d->core->itimers));
+	if (!d->core->itimers)
+		return -1;
+	for (int which = ITIMER_REAL; which <= ITIMER_PROF; which++) {
+		struct itimerval it;
+		long ret = rsys2(&d->rs, SYS_getitimer, which, d->rs.scratch);
+		ItimerEntry *e;
+
+		if (ret || rsys_peek(&d->rs, d->rs.scratch, &it, sizeof(it))) {
+			pr_err("cannot read interval timer %d of %d (%ld)", which, d->pid, ret);
+			return -1;
+		}
+		if (!it.it_value.tv_sec && !it.it_value.tv_usec)
+			continue; /* disarmed */
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return -1;
+		itimer_entry__init(e);
+		e->which = which;
+		e->interval_us = it.it_interval.tv_sec * 1000000ULL + it.it_interval.tv_usec;
+		e->value_us = it.it_value.tv_sec * 1000000ULL + it.it_value.tv_usec;
+		d->core->itimers[d->core->n_itimers++] = e;
+	}
+	return 0;
+}
+
+static int dump_posix_timers(struct dump_ctx *d)
+{
+	struct vec timers = VEC_INIT(struct proc_timer);
+	int ret = -1;
+
+	if (proc_parse_timers(d->pid, &timers))
+		goto out;
+	d->core->posix_timers = calloc(timers.len + 1, sizeof(*d->core->posix_timers));
+	if (!d->core->posix_timers)
+		goto out;
+	for (size_t i = 0; i < timers.len; i++) {
+		const struct proc_timer *t = vec_at(&timers, struct proc_timer, i);
+		struct itimerspec its;
+		long r = rsys2(&d->rs, SYS_timer_gettime, t->id, d->rs.scratch);
+		PosixTimerEntry *e;
+
+		if (r || rsys_peek(&d->rs, d->rs.scratch, &its, sizeof(its))) {
+			pr_err("cannot read POSIX timer %d of %d (%ld)", t->id, d->pid, r);
+			goto out;
+		}
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			goto out;
+		posix_timer_entry__init(e);
+		e->id = t->id;
+		e->clockid = t->clockid;
+		e->sigev_notify = t->notify;
+		e->sigev_signo = t->signo;
+		e->sigev_value = t->sigev_value;
+		e->has_notify_tid = true;
+		e->notify_tid = t->notify_tid;
+		e->interval_ns = ts_ns(&its.it_interval);
+		e->value_ns = ts_ns(&its.it_value);
+		d->core->posix_timers[d->core->n_posix_timers++] = e;
+	}
+	ret = 0;
+out:
+	vec_free(&timers);
+	return ret;
+}
+
+int timers_dump(struct dump_ctx *d)
+{
+	return dump_itimers(d) || dump_posix_timers(d) ? -1 : 0;
+}
+
+static int create_timer(const PosixTimerEntry *e, bool exact_ids)
+{
+	struct sigevent sev;
+	int id = e->id;
+
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = e->sigev_notify;
+	sev.sigev_signo = e->sigev_signo;
+	sev.sigev_value.sival_ptr = (void *)(uintptr_t)e->sigev_value;
+	if (e->sigev_notify == SIGEV_THREAD_ID)
+		sev._sigev_un._tid = e->notify_tid;
+	if (syscall(SYS_timer_create, e->clockid, &sev, &id))
+		return -1;
+	if (exact_ids && id != e->id)
+		return -1;
+	return id;
+}
+
+/* Runs in the restore child before it stops: raw syscalls only. */
+int timers_restore_child(const struct restore_ctx *r)
+{
+	const TaskCoreEntry *core = r->core;
+	bool exact = !prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0);
+
+	for (size_t i = 0; i < core->n_itimers; i++) {
+		const ItimerEntry *e = core->itimers[i];
+		struct itimerval it = {
+			.it_interval = { e->interval_us / 1000000, e->interval_us % 1000000 },
+			.it_value = { e->value_us / 1000000, e->value_us % 1000000 },
+		};
+
+		if (syscall(SYS_setitimer, e->which, &it, NULL))
+			return -1;
+	}
+	/* Without exact ids, ids come in order: create fillers for the gaps, drop them after. */
+	int next = 0, fillers[64], nfill = 0;
+
+	for (size_t i = 0; i < core->n_posix_timers; i++) {
+		const PosixTimerEntry *e = core->posix_timers[i];
+		struct itimerspec its = { ns_ts(e->interval_ns), ns_ts(e->value_ns) };
+		int id;
+
+		while (!exact && next < e->id) {
+			PosixTimerEntry filler = *e;
+
+			filler.sigev_notify = SIGEV_NONE;
+			id = create_timer(&filler, false);
+			if (id < 0 || id != next || nfill == (int)ARRAY_SIZE(fillers))
+				return -1;
+			fillers[nfill++] = id;
+			next++;
+		}
+		id = create_timer(e, exact);
+		if (id != e->id)
+			return -1;
+		next = id + 1;
+		if (syscall(SYS_timer_settime, id, 0, &its, NULL))
+			return -1;
+	}
+	for (int i = 0; i < nfill; i++)
+		syscall(SYS_timer_delete, fillers[i]);
+	if (exact)
+		prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
+	return 0;
+}
