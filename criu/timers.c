@@ -144,11 +144,26 @@ int timers_restore_child(const struct restore_ctx *r)
 		if (syscall(SYS_setitimer, e->which, &it, NULL))
 			return -1;
 	}
-	/* Without exact ids, ids come in order: create fillers for the gaps, drop them after. */
+	/*
+	 * /proc/PID/timers lists the newest timer first: create them oldest first so the list
+	 * reads the same.  Without exact ids, ids come in order: create them by id, with
+	 * fillers for the gaps, dropped after.
+	 */
 	int next = 0, fillers[64], nfill = 0;
+	size_t n = core->n_posix_timers, order[n + 1];
 
-	for (size_t i = 0; i < core->n_posix_timers; i++) {
-		const PosixTimerEntry *e = core->posix_timers[i];
+	for (size_t i = 0; i < n; i++)
+		order[i] = n - 1 - i;
+	for (size_t i = 1; !exact && i < n; i++) /* insertion sort by id: a handful of timers */
+		for (size_t j = i; j > 0 && core->posix_timers[order[j - 1]]->id >
+						    core->posix_timers[order[j]]->id; j--) {
+			size_t t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	for (size_t i = 0; i < n; i++) {
+		const PosixTimerEntry *e = core->posix_timers[order[i]];
 		struct itimerspec its = { ns_ts(e->interval_ns), ns_ts(e->value_ns) };
 		int id;
 
