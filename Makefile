@@ -10,7 +10,7 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	   -fno-strict-aliasing -MMD -MP
 CPPFLAGS += -Iinclude -Icriu -Ibuild/images
-LDLIBS	:= -lprotobuf-c -llz4 -lcrypto
+LDLIBS	:= -lprotobuf-c -llz4 -lcrypto -lz
 
 B	:= build
 PROTOS	:= $(wildcard images/*.proto)
@@ -22,7 +22,7 @@ ENGINE_O := $(patsubst %.c,$(B)/%.o,$(ENGINE_SRCS))
 LIVE_SRCS := $(wildcard test/live/*.c)
 LIVE_BINS := $(patsubst test/live/%.c,test/live/bin/%,$(filter-out test/live/testlib.c,$(LIVE_SRCS)))
 UNIT_SRCS := $(wildcard test/unit/*.c)
-BENCH_SRCS := $(wildcard test/bench/*.c)
+BENCH_SRCS := $(wildcard test/bench/*.c scripts/*.c)
 BENCH_BINS := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
 all: criu/crest lib/libcrest.a
@@ -72,8 +72,13 @@ live: build-tests
 	@bash test/live/run.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(B)/demo-counter
 	@bash scripts/demo.sh
+
+# The demo's workload: a counter that logs a line every 100 ms.
+$(B)/demo-counter: scripts/demo-counter.c
+	@mkdir -p $(B)
+	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE -Wall -o $@ $<
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
@@ -86,7 +91,7 @@ install: all
 	install -D -m 0644 Documentation/crest.8 $(DESTDIR)$(PREFIX)/share/man/man8/crest.8
 
 format:
-	clang-format -i $(wildcard criu/*.c criu/*.h lib/*.c include/*.h include/compat/*.h test/live/*.c test/live/*.h test/unit/*.c test/bench/*.c)
+	clang-format -i $(wildcard criu/*.c criu/*.h lib/*.c include/*.h include/compat/*.h test/live/*.c test/live/*.h test/unit/*.c test/bench/*.c scripts/*.c)
 
 clean:
 	rm -rf $(B) criu/crest lib/libcrest.a test/live/bin test/unit/unit-tests

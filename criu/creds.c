@@ -113,6 +113,8 @@ int creds_restore(struct restore_ctx *r)
 				  secbits | SECBIT_NO_SETUID_FIXUP));
 	RCALL("setresuid", rsys3(rs, SYS_setresuid, c->uid, c->euid, c->suid));
 	rsys1(rs, SYS_setfsuid, c->fsuid);
+	/* Final securebits while CAP_SETPCAP is still effective: capset may drop it. */
+	RCALL("securebits", rsys2(rs, SYS_prctl, PR_SET_SECUREBITS, c->secbits));
 
 	char buf[sizeof(*hdr) + 2 * sizeof(*data)];
 
@@ -132,7 +134,6 @@ int creds_restore(struct restore_ctx *r)
 		if (c->cap_amb & (1ULL << cap))
 			RCALL("raise ambient capability",
 			      rsys5(rs, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0));
-	RCALL("securebits", rsys2(rs, SYS_prctl, PR_SET_SECUREBITS, c->secbits));
 	if (c->no_new_privs)
 		RCALL("no_new_privs", rsys5(rs, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
 	return 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "image.h"
 #include "log.h"
@@ -31,6 +32,8 @@ struct cr_img {
 	unsigned char *wbuf;
 	size_t wlen;
 	uint64_t written; /* bytes handed to the kernel, header included */
+	uint32_t crc;	  /* of the payload written so far (message images) */
+	size_t hdr_size;  /* header bytes, padding included */
 	/* reader: message images are read whole; pages images are read with pread */
 	unsigned char *rbuf;
 	size_t rlen, rpos;
@@ -171,6 +174,8 @@ static int img_put(struct cr_img *img, const void *buf, size_t len)
 {
 	if (img->failed)
 		return -1;
+	if (img->kind != IMG_PAGES && img->hdr_size)
+		img->crc = crc32(img->crc, buf, len);
 	if (img->wlen + len > WBUF_SIZE && img_flush(img))
 		return -1;
 	if (len >= WBUF_SIZE) {
@@ -230,10 +235,17 @@ struct cr_img *img_open_write(int dirfd, enum img_kind kind, pid_t pid)
 		if (img_put(img, pad, sizeof(pad)))
 			goto err;
 	}
+	img->hdr_size = kind == IMG_PAGES ? IMG_PAGES_HDR_SIZE : sizeof(hdr);
+	img->crc = crc32(0, NULL, 0);
 	return img;
 err:
 	img_close(img);
 	return NULL;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
 }
 
 static int img_read_header(struct cr_img *img, const void *buf, size_t len, enum img_kind want)
@@ -260,6 +272,19 @@ static int img_read_header(struct cr_img *img, const void *buf, size_t len, enum
 		return -1;
 	}
 	img->kind = hdr.kind;
+	img->hdr_size = hdr.kind == IMG_PAGES ? IMG_PAGES_HDR_SIZE : sizeof(hdr);
+	if ((hdr.flags & IMG_F_PAYLOAD) && img->size != img->hdr_size + hdr.payload) {
+		pr_err("%s: truncated or extended: %llu bytes of payload, the header says %llu",
+		       img->path, (unsigned long long)(img->size - min_u64(img->size, img->hdr_size)),
+		       (unsigned long long)hdr.payload);
+		return -1;
+	}
+	if ((hdr.flags & IMG_F_CRC) && hdr.kind != IMG_PAGES && len == img->size &&
+	    crc32(crc32(0, NULL, 0), (const unsigned char *)buf + sizeof(hdr),
+		  len - sizeof(hdr)) != hdr.crc) {
+		pr_err("%s: corrupted (checksum mismatch)", img->path);
+		return -1;
+	}
 	return 0;
 }
 
@@ -490,6 +515,24 @@ const char *img_path(const struct cr_img *img)
 	return img->path;
 }
 
+/* Write the header again, now that the payload's length and checksum are known. */
+static void img_seal(struct cr_img *img)
+{
+	struct img_header hdr = {
+		.magic = IMG_MAGIC,
+		.version = IMG_VERSION,
+		.kind = img->kind,
+		.flags = IMG_F_PAYLOAD | (img->kind != IMG_PAGES ? IMG_F_CRC : 0),
+		.crc = img->kind != IMG_PAGES ? img->crc : 0,
+		.payload = img->written - img->hdr_size,
+	};
+
+	if (pwrite(img->fd, &hdr, sizeof(hdr), 0) != sizeof(hdr)) {
+		pr_perror("%s: cannot write the header", img->path);
+		img->failed = true;
+	}
+}
+
 int img_close(struct cr_img *img)
 {
 	int ret = 0;
@@ -499,6 +542,8 @@ int img_close(struct cr_img *img)
 	if (img->writing) {
 		if (img->wlen)
 			img_flush(img);
+		if (!img->failed && img->hdr_size)
+			img_seal(img);
 		ret = img->failed ? -1 : 0;
 	}
 	if (img->fd >= 0 && close(img->fd) && img->writing && !ret) {

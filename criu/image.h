@@ -33,10 +33,23 @@ enum img_kind {
 	IMG_KIND_MAX,
 };
 
+/*
+ * A writer fills in flags, crc and payload when it closes the image.  payload is the number of
+ * bytes after the header (after the whole padded header for pages), so a truncated image is
+ * caught before anything in it is believed; crc (zlib crc32 of those bytes) catches flipped
+ * bytes in message images.  Page data carries no crc: restore reads it straight into the task,
+ * and checksumming gigabytes would double the cost of a dump.
+ */
+#define IMG_F_PAYLOAD 0x1 /* payload is valid */
+#define IMG_F_CRC 0x2	  /* crc is valid */
+
 struct img_header {
 	uint32_t magic;
 	uint16_t version;
 	uint16_t kind;
+	uint32_t flags;
+	uint32_t crc;
+	uint64_t payload;
 };
 
 struct cr_img;

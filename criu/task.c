@@ -84,9 +84,15 @@ static int dump_rlimits(struct dump_ctx *d)
 	for (int res = 0; res < RLIM_NLIMITS; res++) {
 		struct rlimit rl;
 		RlimitEntry *e;
+		long ret;
 
-		if (prlimit(d->pid, res, NULL, &rl)) {
-			pr_perror("cannot read rlimit %d of %d", res, d->pid);
+		/*
+		 * Asked by the task itself: prlimit() on a task of another user needs
+		 * CAP_SYS_RESOURCE, which crest may not have.
+		 */
+		ret = rsys4(&d->rs, SYS_prlimit64, 0, res, 0, d->rs.scratch);
+		if (ret || rsys_peek(&d->rs, d->rs.scratch, &rl, sizeof(rl))) {
+			pr_err("cannot read rlimit %s of %d (%ld)", rlimit_names[res], d->pid, ret);
 			return -1;
 		}
 		e = calloc(1, sizeof(*e));

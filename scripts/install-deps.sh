@@ -7,6 +7,7 @@ PKGS=(
 	gcc make pkg-config
 	protobuf-c-compiler libprotobuf-c-dev	# image format
 	liblz4-dev				# page compression
+	zlib1g-dev				# image checksums (crc32)
 	libssl-dev				# TLS and digests
 	libnl-3-dev libnl-route-3-dev		# rtnetlink
 	libnet1-dev				# raw packets (TCP FIN injection)
