@@ -35,12 +35,49 @@ static bool is_tty(const struct stat *st)
 	return S_ISCHR(st->st_mode) && (maj == 4 || maj == 5 || (maj >= 136 && maj <= 143));
 }
 
-static const char *unsupported_kind(const char *link, const struct stat *st)
+/* Name a socket's family from the task's /proc/PID/net tables (for error messages). */
+static const char *socket_kind(pid_t pid, unsigned long ino)
+{
+	static const struct {
+		const char *table, *name;
+		int ino_col; /* whitespace-separated column holding the inode */
+	} tables[] = {
+		{ "unix", "unix socket", 6 },	  { "tcp", "tcp socket", 9 },
+		{ "tcp6", "tcp6 socket", 9 },	  { "udp", "udp socket", 9 },
+		{ "udp6", "udp6 socket", 9 },	  { "raw", "raw socket", 9 },
+		{ "raw6", "raw6 socket", 9 },	  { "packet", "packet socket", 8 },
+		{ "netlink", "netlink socket", 9 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(tables); i++) {
+		char path[64], *text, *line;
+		bool found = false;
+
+		snprintf(path, sizeof(path), "/proc/%d/net/%s", pid, tables[i].table);
+		text = read_file_at(AT_FDCWD, path, NULL);
+		for (line = text ? strchr(text, '\n') : NULL; line && !found;
+		     line = strchr(line + 1, '\n')) {
+			char *p = line + 1;
+
+			for (int col = 0; col < tables[i].ino_col && *p; col++) {
+				p += strspn(p, " ");
+				p += strcspn(p, " \n");
+			}
+			found = strtoul(p, NULL, 10) == ino;
+		}
+		free(text);
+		if (found)
+			return tables[i].name;
+	}
+	return "socket";
+}
+
+static const char *unsupported_kind(pid_t pid, const char *link, const struct stat *st)
 {
 	if (!strncmp(link, "pipe:", 5))
 		return "pipe";
 	if (!strncmp(link, "socket:", 7))
-		return "socket";
+		return socket_kind(pid, st->st_ino);
 	if (!strncmp(link, "anon_inode:", 11))
 		return link + 11;
 	if (strstr(link, " (deleted)"))
@@ -123,7 +160,7 @@ static int dump_one_fd(struct dump_ctx *d, int fd, struct vec *seen, struct cr_i
 	s->fd = fd;
 	s->id = fe->id = seen->len;
 
-	bad = unsupported_kind(link, &st);
+	bad = unsupported_kind(d->pid, link, &st);
 	if (is_tty(&st)) {
 		if (!d->opts->shell_job) {
 			pr_err("fd %d: terminal %s: dump with --shell-job", fd, link);

@@ -27,7 +27,7 @@ struct cr_img {
 	enum img_kind kind;
 	bool writing;
 	bool failed;	    /* a write failed: close reports it */
-	char path[PATH_MAX]; /* for messages */
+	char path[PATH_MAX + 80]; /* for messages: directory + name */
 	/* writer */
 	unsigned char *wbuf;
 	size_t wlen;

@@ -5,6 +5,7 @@
  * list, rseq area, parent-death signal, dumpable, subreaper, THP and timer slack settings).
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,40 @@ static int dump_thread_kernel_ptrs(struct dump_ctx *d)
 	return 0;
 }
 
+/* Scheduling and OOM settings: all readable from outside. */
+static int dump_sched(struct dump_ctx *d)
+{
+	TaskCoreEntry *c = d->core;
+	struct sched_param sp;
+	cpu_set_t set;
+	char *s;
+	int policy;
+
+	s = read_trimmed(d->pid, "oom_score_adj");
+	if (!s)
+		return -1;
+	c->has_oom_score_adj = true;
+	c->oom_score_adj = atoi(s);
+	free(s);
+	errno = 0;
+	c->nice = getpriority(PRIO_PROCESS, d->pid);
+	policy = sched_getscheduler(d->pid);
+	if ((c->nice == -1 && errno) || policy < 0 || sched_getparam(d->pid, &sp) ||
+	    sched_getaffinity(d->pid, sizeof(set), &set)) {
+		pr_perror("cannot read the scheduling settings of %d", d->pid);
+		return -1;
+	}
+	c->has_nice = c->has_sched_policy = c->has_sched_priority = true;
+	c->sched_policy = policy;
+	c->sched_priority = sp.sched_priority;
+	c->n_cpu_affinity = sizeof(set) / sizeof(uint64_t);
+	c->cpu_affinity = malloc(sizeof(set));
+	if (!c->cpu_affinity)
+		return -1;
+	memcpy(c->cpu_affinity, &set, sizeof(set));
+	return 0;
+}
+
 int task_dump(struct dump_ctx *d)
 {
 	TaskCoreEntry *c = d->core;
@@ -210,7 +245,13 @@ int task_dump(struct dump_ctx *d)
 	c->personality = strtoul(s, NULL, 16);
 	free(s);
 	c->umask = d->status.umask;
-	return dump_paths(d) || dump_rlimits(d) || dump_prctls(d) || dump_thread_kernel_ptrs(d) ?
+	if (d->status.seccomp) {
+		pr_err("task %d runs under seccomp (mode %d): not supported yet", d->pid,
+		       d->status.seccomp);
+		return -1;
+	}
+	return dump_paths(d) || dump_rlimits(d) || dump_prctls(d) || dump_thread_kernel_ptrs(d) ||
+			       dump_sched(d) ?
 		       -1 :
 		       0;
 }
@@ -286,13 +327,52 @@ static int restore_rlimits(struct restore_ctx *r)
 		}                                                                               \
 	} while (0)
 
+/* Scheduling settings the kernel lets crest set from outside; refusals are reported. */
+static int restore_sched(struct restore_ctx *r)
+{
+	const TaskCoreEntry *c = r->core;
+	char path[64], val[16];
+	int fd, n;
+
+	if (c->has_oom_score_adj) {
+		snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", r->child);
+		n = snprintf(val, sizeof(val), "%d", c->oom_score_adj);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, val, n) != n)
+			pr_user_warn("cannot restore oom_score_adj %d of %d: %s", c->oom_score_adj,
+				     r->pid, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (c->has_nice && setpriority(PRIO_PROCESS, r->child, c->nice))
+		pr_user_warn("cannot restore nice %d of %d: %s", c->nice, r->pid, strerror(errno));
+	if (c->has_sched_policy) {
+		struct sched_param sp = { .sched_priority = c->sched_priority };
+
+		if (sched_setscheduler(r->child, c->sched_policy, &sp))
+			pr_user_warn("cannot restore the scheduling policy of %d: %s", r->pid,
+				     strerror(errno));
+	}
+	if (c->n_cpu_affinity) {
+		cpu_set_t set;
+		size_t len = min_t(size_t, sizeof(set), c->n_cpu_affinity * sizeof(uint64_t));
+
+		CPU_ZERO(&set);
+		memcpy(&set, c->cpu_affinity, len);
+		if (sched_setaffinity(r->child, sizeof(set), &set))
+			pr_user_warn("cannot restore the CPU affinity of %d: %s", r->pid,
+				     strerror(errno));
+	}
+	return 0;
+}
+
 /* After memory (the pointers below point into it); dumpable after credentials. */
 int task_restore_late(struct restore_ctx *r)
 {
 	const ThreadCoreEntry *t = r->core->threads[0];
 	struct rsys *rs = &r->rs;
 
-	if (restore_rlimits(r))
+	if (restore_rlimits(r) || restore_sched(r))
 		return -1;
 	if (t->has_robust_list)
 		RCALL("set_robust_list",
@@ -310,7 +390,7 @@ int task_restore_dumpable(struct restore_ctx *r)
 {
 	struct rsys *rs = &r->rs;
 
-	if (r->core->has_dumpable)
+	if (r->core->has_dumpable && r->core->dumpable <= 1) /* 2 (suid_dumpable) is not settable */
 		RCALL("dumpable", rsys2(rs, SYS_prctl, PR_SET_DUMPABLE, r->core->dumpable));
 	return 0;
 }
