@@ -103,6 +103,15 @@ static int write_inventory(struct dump_ctx *d)
 	inv.vdso_size = vdso ? vdso->end - vdso->start : 0;
 	inv.vvar_size = vvar ? vvar->end - vvar->start : 0;
 	inv.vvar_vclock_size = vclk ? vclk->end - vclk->start : 0;
+	unsigned char digest[32];
+	size_t vdso_len;
+
+	/* Same kernel, same vdso: a task's saved return addresses into it stay valid. */
+	if (!vdso_digest(digest, &vdso_len) && vdso && vdso_len == vdso->end - vdso->start) {
+		inv.has_vdso_sha256 = true;
+		inv.vdso_sha256.data = digest;
+		inv.vdso_sha256.len = sizeof(digest);
+	}
 	inv.has_shell_job = true;
 	inv.shell_job = d->opts->shell_job;
 	if (d->thread->has_xsave) {

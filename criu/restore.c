@@ -70,6 +70,18 @@ static int read_images(struct restore_ctx *r)
 		pr_err("images are for %s, this machine is %s", r->inv->arch, u.machine);
 		return -1;
 	}
+	if (r->inv->has_vdso_sha256) {
+		unsigned char digest[32];
+		size_t len;
+
+		if (vdso_digest(digest, &len) || r->inv->vdso_sha256.len != sizeof(digest) ||
+		    memcmp(digest, r->inv->vdso_sha256.data, sizeof(digest))) {
+			pr_err("this kernel's vdso differs from the one the images were dumped on "
+			       "(kernel %s): restore on the same kernel",
+			       r->inv->kernel_release);
+			return -1;
+		}
+	}
 	if (img_read_one(r->dirfd, IMG_PSTREE, 0, &pstree_entry__descriptor, &msg))
 		return -1;
 	r->pstree = (PstreeEntry *)msg;

@@ -6,6 +6,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdio.h>
+#include <sys/auxv.h>
+#include <openssl/evp.h>
 
 #include "util.h"
 
@@ -155,4 +158,26 @@ void vec_free(struct vec *v)
 	free(v->data);
 	v->data = NULL;
 	v->len = v->cap = 0;
+}
+
+/* SHA-256 of this kernel's vdso text, as mapped into crest itself. */
+int vdso_digest(unsigned char out[32], size_t *vdso_len)
+{
+	unsigned long base = getauxval(AT_SYSINFO_EHDR);
+	char *maps = read_file_at(AT_FDCWD, "/proc/self/maps", NULL), *line;
+	unsigned long start, end;
+	unsigned int len = 32;
+	int ret = -1;
+
+	for (line = maps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		if (sscanf(line, "%lx-%lx", &start, &end) == 2 && start == base) {
+			*vdso_len = end - start;
+			ret = EVP_Digest((void *)start, end - start, out, &len, EVP_sha256(), NULL) ?
+				      0 :
+				      -1;
+			break;
+		}
+	}
+	free(maps);
+	return ret;
 }

@@ -33,6 +33,7 @@ int read_all(int fd, void *buf, size_t len);
 int fd_move_above(int fd, int base);
 
 uint64_t now_ns(int clock);
+int vdso_digest(unsigned char out[32], size_t *vdso_len);
 
 /* A growable array of fixed-size elements. */
 struct vec {
