@@ -252,13 +252,42 @@ static long rsys_result(struct rsys *rs)
 	return (long)regs.rax;
 }
 
+/*
+ * One remote syscall costs one stop: single-stepping over the syscall instruction runs the
+ * whole syscall and traps right after it (half the round trips of syscall-entry/exit stops).
+ */
 long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, unsigned long a3,
 	       unsigned long a4, unsigned long a5, unsigned long a6)
 {
-	unsigned long a[6] = { a1, a2, a3, a4, a5, a6 };
+	struct user_regs_struct regs = rs->regs;
+	int status;
 
-	if (rsys_enter(rs, nr, a) || to_syscall_stop(rs))
-		return rsys_fail(rs, "run");
+	if (rs->failed)
+		return -ESRCH;
+	regs.rip = rs->ip;
+	regs.rax = nr;
+	regs.orig_rax = -1; /* not in a syscall: no restart logic may touch these registers */
+	regs.rdi = a1;
+	regs.rsi = a2;
+	regs.rdx = a3;
+	regs.r10 = a4;
+	regs.r8 = a5;
+	regs.r9 = a6;
+	if (ptrace(PTRACE_SETREGS, rs->tid, 0, &regs))
+		return rsys_fail(rs, "set registers");
+	rs->nr_calls++;
+	for (;;) {
+		if (ptrace(PTRACE_SINGLESTEP, rs->tid, 0, 0) || wait_stop(rs->tid, &status))
+			return rsys_fail(rs, "step");
+		if (is_event_stop(status)) /* a pending PTRACE_INTERRUPT fires first */
+			continue;
+		if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP)
+			break;
+		pr_err("task %d stopped by signal %d during a remote syscall", rs->tid,
+		       WSTOPSIG(status));
+		rs->failed = true;
+		return -ESRCH;
+	}
 	return rsys_result(rs);
 }
 
