@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * crest dump: freeze the task, read everything, write the images, then kill it (or let it
- * run on).  Whatever fails, the task is put back exactly as it was found: registers, signal
- * mask, no scratch mapping, untraced.
+ * crest dump: freeze the whole tree, read everything, write the images, then kill it (or let
+ * it run on).  Freezing seizes every thread of a task before looking at its children, so the
+ * set of tasks cannot change behind our back.  Whatever fails, every task is put back exactly
+ * as it was found: registers, signal masks, no scratch mapping, untraced.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -39,56 +41,319 @@ int open_images_dir(const char *dir, bool create)
 	return fd;
 }
 
-/* What we can refuse before touching the task at all. */
-static int dump_precheck(struct dump_ctx *d)
+static struct dump_ctx *task_new(struct dump_tree *t, pid_t pid, struct dump_ctx *parent)
+{
+	struct dump_ctx *d = calloc(1, sizeof(*d)), **slot;
+
+	if (!d || !(slot = vec_push(&t->tasks))) {
+		free(d);
+		pr_err("out of memory");
+		return NULL;
+	}
+	*slot = d;
+	d->opts = t->opts;
+	d->tree = t;
+	d->parent = parent;
+	d->dirfd = t->dirfd;
+	d->pid = pid;
+	d->vmas = (struct vec)VEC_INIT(struct proc_vma);
+	d->threads = (struct vec)VEC_INIT(struct dump_thread);
+	return d;
+}
+
+static bool thread_known(const struct dump_ctx *d, pid_t tid)
+{
+	for (size_t i = 0; i < d->threads.len; i++)
+		if (dump_thread_at(d, i)->tid == tid)
+			return true;
+	return false;
+}
+
+/* Seize every thread; list again until no new one shows up (they cannot, once all stop). */
+static int seize_threads(struct dump_ctx *d)
 {
 	char path[64];
-	char *children;
+	bool found;
 
-	if (d->pid <= 0) {
-		pr_err("no process to dump (-t PID)");
-		return -1;
-	}
-	if (d->pid == getpid() || d->pid == getppid()) {
-		pr_err("crest cannot dump itself or its parent");
-		return -1;
-	}
-	if (proc_parse_stat(d->pid, &d->stat))
-		return -1;
-	if (d->stat.state == 'Z' || d->stat.state == 'X') {
-		pr_err("process %d is a zombie", d->pid);
-		return -1;
-	}
-	if (d->stat.num_threads != 1) {
-		pr_err("process %d has %ld threads: multi-threaded processes are not supported yet",
-		       d->pid, d->stat.num_threads);
-		return -1;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", d->pid, d->pid);
-	children = read_file_at(AT_FDCWD, path, NULL);
-	if (children && children[0]) {
-		pr_err("process %d has children (%.40s): process trees are not supported yet",
-		       d->pid, children);
-		free(children);
-		return -1;
-	}
-	free(children);
+	snprintf(path, sizeof(path), "/proc/%d/task", d->pid);
+	do {
+		DIR *dir = opendir(path);
+		struct dirent *de;
+
+		if (!dir) {
+			pr_perror("cannot list the threads of %d", d->pid);
+			return -1;
+		}
+		found = false;
+		while ((de = readdir(dir))) {
+			pid_t tid = atoi(de->d_name);
+			struct dump_thread *th;
+
+			if (tid <= 0 || thread_known(d, tid))
+				continue;
+			/* the leader first, whatever order readdir gives */
+			if (!d->threads.len && tid != d->pid)
+				continue;
+			if (ptrace_seize_stop(tid, false)) {
+				if (tid != d->pid && errno == ESRCH)
+					continue; /* a thread that just exited */
+				closedir(dir);
+				return -1;
+			}
+			th = vec_push(&d->threads);
+			if (!th) {
+				ptrace_detach(tid);
+				closedir(dir);
+				return -1;
+			}
+			th->tid = tid;
+			found = true;
+		}
+		closedir(dir);
+	} while (found);
 	return 0;
 }
 
-static int write_inventory(struct dump_ctx *d)
+/* Take one task: a zombie is only recorded, a live one is seized whole. */
+static int take_task(struct dump_tree *t, pid_t pid, struct dump_ctx *parent)
 {
+	struct dump_ctx *d = task_new(t, pid, parent);
+
+	if (!d || proc_parse_stat(pid, &d->stat))
+		return -1;
+	if (d->stat.state == 'Z' || d->stat.state == 'X') {
+		if (!parent) {
+			pr_err("process %d is a zombie", pid);
+			return -1;
+		}
+		d->zombie = true;
+		d->exit_code = d->stat.exit_code;
+		return 0;
+	}
+	return seize_threads(d);
+}
+
+static int take_children(struct dump_tree *t, struct dump_ctx *d)
+{
+	for (size_t i = 0; i < d->threads.len; i++) {
+		char path[64], *text, *p;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", d->pid,
+			 dump_thread_at(d, i)->tid);
+		text = read_file_at(AT_FDCWD, path, NULL);
+		if (!text) {
+			pr_perror("cannot read %s", path);
+			return -1;
+		}
+		for (p = text; *p;) {
+			char *end;
+			pid_t child = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			p = end + strspn(end, " \n");
+			if (take_task(t, child, d)) {
+				free(text);
+				return -1;
+			}
+		}
+		free(text);
+	}
+	return 0;
+}
+
+/* Freeze the tree, parents before children. */
+static int tree_seize(struct dump_tree *t, pid_t root)
+{
+	if (take_task(t, root, NULL))
+		return -1;
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+
+		if (!d->zombie && take_children(t, d))
+			return -1;
+	}
+	return 0;
+}
+
+/* Put one task back as we found it and let it go. */
+static void task_release(struct dump_ctx *d)
+{
+	if (d->rs.scratch && !d->rs.failed)
+		rsys_scratch_unmap(&d->rs);
+	for (size_t i = 0; i < d->threads.len; i++) {
+		struct dump_thread *th = dump_thread_at(d, i);
+
+		if (th->masked &&
+		    ptrace(PTRACE_SETSIGMASK, th->tid, sizeof(th->blocked), &th->blocked))
+			pr_perror("cannot restore the signal mask of %d", th->tid);
+		if (th->rs.regs.rip && !ptrace_to_event_stop(th->tid))
+			ptrace_set_regs(th->tid, &th->regs);
+		ptrace_detach(th->tid);
+	}
+}
+
+static void tree_release(struct dump_tree *t)
+{
+	for (size_t i = 0; i < t->tasks.len; i++)
+		task_release(*vec_at(&t->tasks, struct dump_ctx *, i));
+}
+
+static int tree_kill(struct dump_tree *t)
+{
+	int status, ret = 0;
+
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+
+		if (!d->zombie && kill(d->pid, SIGKILL)) {
+			pr_perror("cannot kill %d after the dump", d->pid);
+			ret = -1;
+		}
+	}
+	/* As their tracer we see every thread die; their parents reap them. */
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+
+		for (size_t j = d->threads.len; j-- > 0;)
+			while (waitpid(dump_thread_at(d, j)->tid, &status, __WALL) < 0 &&
+			       errno == EINTR)
+				;
+	}
+	return ret;
+}
+
+/* Registers and masks of every thread; every signal blocked while we work. */
+static int stop_threads(struct dump_ctx *d)
+{
+	uint64_t all = ~0ULL;
+
+	for (size_t i = 0; i < d->threads.len; i++) {
+		struct dump_thread *th = dump_thread_at(d, i);
+
+		if (ptrace_get_regs(th->tid, &th->regs))
+			return -1;
+		if (ptrace(PTRACE_GETSIGMASK, th->tid, sizeof(th->blocked), &th->blocked) ||
+		    ptrace(PTRACE_SETSIGMASK, th->tid, sizeof(all), &all)) {
+			pr_perror("cannot read the signal mask of %d", th->tid);
+			return -1;
+		}
+		th->masked = true;
+		th->rs.tid = th->tid;
+		th->rs.regs = th->regs;
+	}
+	return 0;
+}
+
+static int dump_threads(struct dump_ctx *d)
+{
+	TaskCoreEntry *core = d->core;
+
+	core->threads = calloc(d->threads.len, sizeof(*core->threads));
+	if (!core->threads)
+		return -1;
+	for (size_t i = 0; i < d->threads.len; i++) {
+		struct dump_thread *th = dump_thread_at(d, i);
+
+		th->core = calloc(1, sizeof(*th->core));
+		if (!th->core)
+			return -1;
+		thread_core_entry__init(th->core);
+		core->threads[core->n_threads++] = th->core;
+		th->core->tid = th->tid;
+		/* every thread runs syscalls at the same vdso address, in the same scratch */
+		th->rs.ip = d->rs.ip;
+		th->rs.scratch = d->rs.scratch;
+		th->rs.scratch_len = d->rs.scratch_len;
+		if (regs_dump(d, th) || sigs_dump_thread(d, th) || task_dump_thread(d, th))
+			return -1;
+	}
+	return 0;
+}
+
+/* Everything of one live task, read while the tree is frozen. */
+static int dump_one(struct dump_ctx *d)
+{
+	const struct proc_vma *vdso;
+
+	d->core = calloc(1, sizeof(*d->core));
+	d->mm = calloc(1, sizeof(*d->mm));
+	if (!d->core || !d->mm)
+		return -1;
+	task_core_entry__init(d->core);
+	mm_entry__init(d->mm);
+	d->core->pid = d->pid;
+	if (stop_threads(d) || proc_parse_stat(d->pid, &d->stat) ||
+	    proc_parse_status(d->pid, &d->status) || proc_parse_smaps(d->pid, &d->vmas))
+		return -1;
+	if (d->status.threads != (int)d->threads.len) {
+		pr_err("process %d changed its threads while being dumped", d->pid);
+		return -1;
+	}
+	d->rs = dump_thread_at(d, 0)->rs;
+	vdso = vma_find_special(&d->vmas, "[vdso]");
+	if (rsys_find_ip(&d->rs, vdso ? vdso->start : 0, vdso ? vdso->end : 0) ||
+	    rsys_scratch_map(&d->rs, 0, PAGE_SIZE))
+		return -1;
+	if (dump_threads(d) || task_dump(d) || creds_dump(d) || sigs_dump(d) || timers_dump(d) ||
+	    files_dump(d) || mem_dump(d, d->mm))
+		return -1;
+	if (rsys_scratch_unmap(&d->rs))
+		return -1;
+	return img_write_one(d->dirfd, IMG_CORE, d->pid, &d->core->base) ||
+			       img_write_one(d->dirfd, IMG_MM, d->pid, &d->mm->base) ?
+		       -1 :
+		       0;
+}
+
+static int write_pstree(struct dump_tree *t)
+{
+	struct cr_img *img = img_open_write(t->dirfd, IMG_PSTREE, 0);
+	int ret = 0;
+
+	if (!img)
+		return -1;
+	for (size_t i = 0; !ret && i < t->tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+		PstreeEntry ps = PSTREE_ENTRY__INIT;
+		uint32_t tids[d->threads.len + 1];
+
+		ps.pid = d->pid;
+		ps.ppid = d->parent ? d->parent->pid : 0;
+		ps.pgid = d->stat.pgid;
+		ps.sid = d->stat.sid;
+		for (size_t j = 0; j < d->threads.len; j++)
+			tids[j] = dump_thread_at(d, j)->tid;
+		ps.threads = tids;
+		ps.n_threads = d->threads.len;
+		if (d->zombie) {
+			ps.has_zombie = ps.has_exit_status = true;
+			ps.zombie = true;
+			ps.exit_status = d->exit_code;
+		}
+		ret = img_write_msg(img, &ps.base);
+	}
+	if (img_close(img))
+		ret = -1;
+	return ret;
+}
+
+static int write_inventory(struct dump_tree *t)
+{
+	struct dump_ctx *root = *vec_at(&t->tasks, struct dump_ctx *, 0);
 	InventoryEntry inv = INVENTORY_ENTRY__INIT;
 	struct utsname u;
-	const struct proc_vma *vdso = vma_find_special(&d->vmas, "[vdso]");
-	const struct proc_vma *vvar = vma_find_special(&d->vmas, "[vvar]");
-	const struct proc_vma *vclk = vma_find_special(&d->vmas, "[vvar_vclock]");
+	const struct proc_vma *vdso = vma_find_special(&root->vmas, "[vdso]");
+	const struct proc_vma *vvar = vma_find_special(&root->vmas, "[vvar]");
+	const struct proc_vma *vclk = vma_find_special(&root->vmas, "[vvar_vclock]");
 	char *boot_id = read_file_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", NULL);
+	unsigned char digest[32];
+	size_t vdso_len;
 	int ret;
 
 	uname(&u);
 	inv.img_version = IMG_VERSION;
-	inv.root_pid = d->pid;
+	inv.root_pid = root->pid;
 	inv.arch = u.machine;
 	inv.kernel_release = u.release;
 	inv.crest_version = CREST_VERSION;
@@ -103,9 +368,6 @@ static int write_inventory(struct dump_ctx *d)
 	inv.vdso_size = vdso ? vdso->end - vdso->start : 0;
 	inv.vvar_size = vvar ? vvar->end - vvar->start : 0;
 	inv.vvar_vclock_size = vclk ? vclk->end - vclk->start : 0;
-	unsigned char digest[32];
-	size_t vdso_len;
-
 	/* Same kernel, same vdso: a task's saved return addresses into it stay valid. */
 	if (!vdso_digest(digest, &vdso_len) && vdso && vdso_len == vdso->end - vdso->start) {
 		inv.has_vdso_sha256 = true;
@@ -113,154 +375,122 @@ static int write_inventory(struct dump_ctx *d)
 		inv.vdso_sha256.len = sizeof(digest);
 	}
 	inv.has_shell_job = true;
-	inv.shell_job = d->opts->shell_job;
-	if (d->thread->has_xsave) {
+	inv.shell_job = t->opts->shell_job;
+	if (root->threads.len && dump_thread_at(root, 0)->core->has_xsave) {
 		inv.has_xsave_size = true;
-		inv.xsave_size = d->thread->xsave.len;
+		inv.xsave_size = dump_thread_at(root, 0)->core->xsave.len;
 	}
-	ret = img_write_one(d->dirfd, IMG_INVENTORY, 0, &inv.base);
+	ret = img_write_one(t->dirfd, IMG_INVENTORY, 0, &inv.base);
 	free(boot_id);
 	return ret;
 }
 
-static int write_pstree(struct dump_ctx *d)
+static int dump_precheck(const struct crest_opts *opts)
 {
-	PstreeEntry ps = PSTREE_ENTRY__INIT;
-	uint32_t tid = d->pid;
-
-	ps.pid = d->pid;
-	ps.ppid = 0;
-	ps.pgid = d->stat.pgid;
-	ps.sid = d->stat.sid;
-	ps.threads = &tid;
-	ps.n_threads = 1;
-	return img_write_one(d->dirfd, IMG_PSTREE, 0, &ps.base);
-}
-
-/* Everything read while the task is frozen. */
-static int dump_frozen(struct dump_ctx *d, MmEntry *mm)
-{
-	const struct proc_vma *vdso;
-
-	if (proc_parse_stat(d->pid, &d->stat) || proc_parse_status(d->pid, &d->status) ||
-	    proc_parse_smaps(d->pid, &d->vmas))
-		return -1;
-	if (d->status.threads != 1) {
-		pr_err("process %d started a thread while being dumped", d->pid);
+	if (opts->pid <= 0) {
+		pr_err("no process to dump (-t PID)");
 		return -1;
 	}
-	d->rs.tid = d->pid;
-	d->rs.regs = d->regs;
-	vdso = vma_find_special(&d->vmas, "[vdso]");
-	if (rsys_find_ip(&d->rs, vdso ? vdso->start : 0, vdso ? vdso->end : 0) ||
-	    rsys_scratch_map(&d->rs, 0, PAGE_SIZE))
+	if (opts->pid == getpid() || opts->pid == getppid()) {
+		pr_err("crest cannot dump itself or its parent");
 		return -1;
-	if (task_dump(d) || creds_dump(d) || sigs_dump(d) || timers_dump(d) || regs_dump(d) ||
-	    files_dump(d) || mem_dump(d, mm))
-		return -1;
+	}
 	return 0;
 }
 
-/* Put the task back as we found it and let it go. */
-static void dump_release(struct dump_ctx *d)
+static void tree_free(struct dump_tree *t)
 {
-	if (d->rs.scratch && !d->rs.failed)
-		rsys_scratch_unmap(&d->rs);
-	if (ptrace(PTRACE_SETSIGMASK, d->pid, sizeof(d->blocked), &d->blocked))
-		pr_perror("cannot restore the signal mask of %d", d->pid);
-	if (!ptrace_to_event_stop(d->pid))
-		ptrace_set_regs(d->pid, &d->regs);
-	ptrace_detach(d->pid);
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+
+		if (d->core)
+			protobuf_c_message_free_unpacked(&d->core->base, NULL);
+		if (d->mm)
+			protobuf_c_message_free_unpacked(&d->mm->base, NULL);
+		vec_free(&d->vmas);
+		vec_free(&d->threads);
+		free(d);
+	}
+	vec_free(&t->tasks);
+	vec_free(&t->file_keys);
+	img_close(t->files);
+	if (t->dirfd >= 0)
+		close(t->dirfd);
 }
 
-static int dump_kill(struct dump_ctx *d)
+static void log_stats(struct dump_tree *t, uint64_t t0, uint64_t t_frozen)
 {
-	int status;
+	uint64_t scanned = 0, written = 0, zero = 0, cow = 0, bytes = 0, calls = 0;
 
-	if (kill(d->pid, SIGKILL)) {
-		pr_perror("cannot kill %d after the dump", d->pid);
-		return -1;
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+
+		scanned += d->pages_scanned;
+		written += d->pages_written;
+		zero += d->pages_zero;
+		cow += d->pages_cow;
+		bytes += d->bytes_written;
+		calls += d->rs.nr_calls;
+		for (size_t j = 0; j < d->threads.len; j++)
+			calls += dump_thread_at(d, j)->rs.nr_calls;
 	}
-	/* As its tracer we see it die; its parent reaps it. */
-	while (waitpid(d->pid, &status, __WALL) < 0 && errno == EINTR)
-		;
-	return 0;
+	pr_info("dumped %zu tasks: %llu pages scanned, %llu written (%llu MiB), %llu zero, %llu "
+		"shared with the parent, %llu remote syscalls, frozen %.3f ms, total %.3f ms",
+		t->tasks.len, (unsigned long long)scanned, (unsigned long long)written,
+		(unsigned long long)(bytes >> 20), (unsigned long long)zero,
+		(unsigned long long)cow, (unsigned long long)calls,
+		(now_ns(CLOCK_MONOTONIC) - t_frozen) / 1e6, (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
 }
 
 int crest_dump(const struct crest_opts *opts)
 {
-	struct dump_ctx d = { .opts = opts, .pid = opts->pid, .vmas = VEC_INIT(struct proc_vma) };
-	/* Built with malloc throughout, so protobuf-c can free them as if unpacked. */
-	TaskCoreEntry *core = calloc(1, sizeof(*core));
-	ThreadCoreEntry *thread = calloc(1, sizeof(*thread));
-	ThreadCoreEntry **threads = calloc(1, sizeof(*threads));
-	MmEntry *mm = calloc(1, sizeof(*mm));
-	uint64_t all = ~0ULL, t0 = now_ns(CLOCK_MONOTONIC), t_frozen = 0;
-	bool seized = false;
+	struct dump_tree t = {
+		.opts = opts,
+		.dirfd = -1,
+		.tasks = VEC_INIT(struct dump_ctx *),
+		.file_keys = VEC_INIT(struct file_key),
+	};
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_frozen;
+	bool frozen = false;
 	int ret = -1;
 
 	error_reset();
-	d.dirfd = -1;
-	if (!core || !thread || !threads || !mm) {
-		pr_err("out of memory");
-		free(core);
-		free(thread);
-		free(threads);
-		free(mm);
-		return -1;
-	}
-	task_core_entry__init(core);
-	thread_core_entry__init(thread);
-	mm_entry__init(mm);
-	threads[0] = thread;
-	core->threads = threads;
-	core->n_threads = 1;
-	d.core = core;
-	d.thread = thread;
-	if (dump_precheck(&d))
+	if (dump_precheck(opts))
 		goto out;
-	d.dirfd = open_images_dir(opts->images_dir, true);
-	if (d.dirfd < 0)
+	t.dirfd = open_images_dir(opts->images_dir, true);
+	if (t.dirfd < 0)
 		goto out;
-	if (ptrace_seize_stop(d.pid, false))
+	frozen = true;
+	if (tree_seize(&t, opts->pid))
 		goto out;
-	seized = true;
 	t_frozen = now_ns(CLOCK_MONOTONIC);
-	if (ptrace_get_regs(d.pid, &d.regs))
+	t.files = img_open_write(t.dirfd, IMG_FILES, 0);
+	if (!t.files)
 		goto out;
-	if (ptrace(PTRACE_GETSIGMASK, d.pid, sizeof(d.blocked), &d.blocked) ||
-	    ptrace(PTRACE_SETSIGMASK, d.pid, sizeof(all), &all)) {
-		pr_perror("cannot read the signal mask of %d", d.pid);
+	for (size_t i = 0; i < t.tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t.tasks, struct dump_ctx *, i);
+
+		if (!d->zombie && dump_one(d))
+			goto out;
+	}
+	if (img_close(t.files)) {
+		t.files = NULL;
 		goto out;
 	}
-	core->pid = thread->tid = d.pid;
-	if (dump_frozen(&d, mm))
+	t.files = NULL;
+	if (write_pstree(&t) || write_inventory(&t))
 		goto out;
-	if (img_write_one(d.dirfd, IMG_CORE, d.pid, &core->base) ||
-	    img_write_one(d.dirfd, IMG_MM, d.pid, &mm->base) || write_pstree(&d) ||
-	    write_inventory(&d))
-		goto out;
-	if (opts->leave_running) {
-		dump_release(&d);
-	} else if (dump_kill(&d)) {
-		dump_release(&d);
-		goto out;
-	}
-	seized = false;
-	pr_info("dumped %d: %llu pages scanned, %llu written (%llu MiB), %llu zero, %lu remote "
-		"syscalls, frozen %.3f ms, total %.3f ms",
-		d.pid, (unsigned long long)d.pages_scanned, (unsigned long long)d.pages_written,
-		(unsigned long long)(d.bytes_written >> 20), (unsigned long long)d.pages_zero,
-		d.rs.nr_calls, (now_ns(CLOCK_MONOTONIC) - t_frozen) / 1e6,
-		(now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
+	if (opts->leave_running)
+		tree_release(&t);
+	else if (tree_kill(&t))
+		goto out_released;
+	frozen = false;
+	log_stats(&t, t0, t_frozen);
 	ret = 0;
 out:
-	if (seized)
-		dump_release(&d);
-	if (d.dirfd >= 0)
-		close(d.dirfd);
-	protobuf_c_message_free_unpacked(&core->base, NULL);
-	protobuf_c_message_free_unpacked(&mm->base, NULL);
-	vec_free(&d.vmas);
+	if (frozen)
+		tree_release(&t);
+out_released:
+	tree_free(&t);
 	return ret;
 }

@@ -22,11 +22,6 @@
 #include "internal.h"
 #include "log.h"
 
-struct dumped_fd {
-	int fd;
-	unsigned int id;
-};
-
 static bool is_tty(const struct stat *st)
 {
 	unsigned int maj = major(st->st_rdev);
@@ -126,9 +121,10 @@ static FileEntry *file_entry_new(unsigned int id, FdKind kind)
 }
 
 /* One fd: classify it and, unless it shares an open file seen before, describe the file. */
-static int dump_one_fd(struct dump_ctx *d, int fd, struct vec *seen, struct cr_img *files,
-		       FdEntry *fe)
+static int dump_one_fd(struct dump_ctx *d, int fd, FdEntry *fe)
 {
+	struct vec *seen = &d->tree->file_keys;
+	struct cr_img *files = d->tree->files;
 	char path[64], link[4096];
 	unsigned int flags;
 	uint64_t pos;
@@ -145,20 +141,25 @@ static int dump_one_fd(struct dump_ctx *d, int fd, struct vec *seen, struct cr_i
 	fe->cloexec = flags & O_CLOEXEC;
 	flags &= ~O_CLOEXEC;
 
+	/* The same open file (dup, fork, SCM_RIGHTS) anywhere in the tree: same inode first. */
 	for (size_t i = 0; i < seen->len; i++) {
-		struct dumped_fd *s = vec_at(seen, struct dumped_fd, i);
+		struct file_key *k = vec_at(seen, struct file_key, i);
 
-		if (syscall(SYS_kcmp, d->pid, d->pid, KCMP_FILE, fd, s->fd) == 0) {
-			fe->id = s->id;
+		if (k->dev == st.st_dev && k->ino == st.st_ino &&
+		    syscall(SYS_kcmp, d->pid, k->pid, KCMP_FILE, fd, k->fd) == 0) {
+			fe->id = k->id;
 			return 0;
 		}
 	}
-	struct dumped_fd *s = vec_push(seen);
+	struct file_key *k = vec_push(seen);
 
-	if (!s)
+	if (!k)
 		return -1;
-	s->fd = fd;
-	s->id = fe->id = seen->len;
+	k->pid = d->pid;
+	k->fd = fd;
+	k->dev = st.st_dev;
+	k->ino = st.st_ino;
+	k->id = fe->id = seen->len;
 
 	bad = unsupported_kind(d->pid, link, &st);
 	if (is_tty(&st)) {
@@ -207,8 +208,8 @@ static int fd_cmp(const void *a, const void *b)
 
 int files_dump(struct dump_ctx *d)
 {
-	struct vec seen = VEC_INIT(struct dumped_fd), fds = VEC_INIT(int);
-	struct cr_img *files = NULL, *fdinfo = NULL;
+	struct vec fds = VEC_INIT(int);
+	struct cr_img *fdinfo = NULL;
 	char path[64];
 	struct dirent *de;
 	DIR *dir;
@@ -231,23 +232,21 @@ int files_dump(struct dump_ctx *d)
 		*slot = atoi(de->d_name);
 	}
 	qsort(fds.data, fds.len, sizeof(int), fd_cmp);
-	files = img_open_write(d->dirfd, IMG_FILES, 0);
 	fdinfo = img_open_write(d->dirfd, IMG_FDINFO, d->pid);
-	if (!files || !fdinfo)
+	if (!fdinfo)
 		goto out;
 	for (size_t i = 0; i < fds.len; i++) {
 		FdEntry fe = FD_ENTRY__INIT;
 
-		if (dump_one_fd(d, *vec_at(&fds, int, i), &seen, files, &fe) ||
+		if (dump_one_fd(d, *vec_at(&fds, int, i), &fe) ||
 		    img_write_msg(fdinfo, &fe.base))
 			goto out;
 	}
 	ret = 0;
 out:
 	closedir(dir);
-	if (img_close(files) || img_close(fdinfo))
+	if (img_close(fdinfo))
 		ret = -1;
-	vec_free(&seen);
 	vec_free(&fds);
 	return ret;
 }

@@ -25,21 +25,53 @@
 /* Bytes of remote scratch memory used for syscall arguments (iovecs, structs, strings). */
 #define SCRATCH_SIZE (64UL << 10)
 
+struct dump_thread {
+	pid_t tid;
+	struct user_regs_struct regs; /* as seized: put back on release */
+	uint64_t blocked;	      /* signal mask as seized */
+	bool masked;		      /* we blocked every signal: unblock on release */
+	ThreadCoreEntry *core;	      /* being filled */
+	struct rsys rs;		      /* remote syscalls in this thread (task's scratch) */
+};
+
+/* An open file seen in the tree, to find fds (of any task) that share it. */
+struct file_key {
+	pid_t pid;
+	int fd;
+	uint64_t dev, ino;
+	unsigned int id;
+};
+
+struct cr_img;
+
+struct dump_tree {
+	const struct crest_opts *opts;
+	int dirfd;
+	struct vec tasks; /* struct dump_ctx *, parents before children */
+	struct cr_img *files; /* files.img: every open file of the tree, once */
+	struct vec file_keys; /* struct file_key */
+};
+
 struct dump_ctx {
 	const struct crest_opts *opts;
-	int dirfd; /* images directory */
+	struct dump_tree *tree;
+	struct dump_ctx *parent; /* parent task in the dump, NULL for the root */
+	int dirfd;		 /* images directory */
 	pid_t pid;
+	bool zombie;
+	int exit_code; /* zombies: wait status */
 	struct proc_stat stat;
 	struct proc_status status;
-	struct vec vmas; /* struct proc_vma, from smaps, taken while frozen */
-	struct user_regs_struct regs; /* as seized: restored on detach */
-	uint64_t blocked;	      /* signal mask as seized */
-	struct rsys rs;
+	struct vec vmas;    /* struct proc_vma, from smaps, taken while frozen */
+	struct vec threads; /* struct dump_thread, the leader first */
+	struct rsys rs;	    /* the leader's, owning the scratch memory */
 	TaskCoreEntry *core; /* being filled */
-	ThreadCoreEntry *thread;
+	MmEntry *mm;
 	/* statistics */
-	uint64_t pages_scanned, pages_written, pages_zero, bytes_written;
+	uint64_t pages_scanned, pages_written, pages_zero, pages_cow, bytes_written;
 };
+
+#define dump_thread_at(d, i) vec_at(&(d)->threads, struct dump_thread, i)
 
 /* One fd the restored task must have: dup3(src, fd) in the child before it stops. */
 struct fd_plan {
@@ -84,6 +116,7 @@ bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end);
 
 /* sigs.c: dispositions, mask, pending, sigaltstack */
 int sigs_dump(struct dump_ctx *d);
+int sigs_dump_thread(struct dump_ctx *d, struct dump_thread *t);
 int sigs_restore_child(const struct restore_ctx *r);
 int sigs_validate(const TaskCoreEntry *core);
 
@@ -102,12 +135,13 @@ int files_restore_child(const struct restore_ctx *r);
 
 /* task.c: per-task odds and ends (rlimits, umask, cwd, personality, prctl values, ...) */
 int task_dump(struct dump_ctx *d);
+int task_dump_thread(struct dump_ctx *d, struct dump_thread *t);
 int task_restore_child(const struct restore_ctx *r);
 int task_restore_late(struct restore_ctx *r);
 int task_restore_dumpable(struct restore_ctx *r);
 
 /* regs.c: registers, FPU state and syscall restart */
-int regs_dump(struct dump_ctx *d);
+int regs_dump(struct dump_ctx *d, struct dump_thread *t);
 int regs_prepare_restart(struct restore_ctx *r, struct user_regs_struct *out);
 int regs_restore(struct restore_ctx *r, const struct user_regs_struct *regs);
 

@@ -104,7 +104,7 @@ int proc_parse_stat(pid_t pid, struct proc_stat *st)
 {
 	char path[64];
 	char *text, *p;
-	unsigned long v[52] = { 0 };
+	unsigned long v[53] = { 0 };
 	int n = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
@@ -126,7 +126,7 @@ int proc_parse_stat(pid_t pid, struct proc_stat *st)
 	st->state = p[2];
 	p += 3;
 	/* fields 4.. (1-based) */
-	for (n = 4; n < 52 && *p; n++) {
+	for (n = 4; n < 53 && *p; n++) {
 		char *end;
 
 		v[n] = strtoul(p, &end, 10);
@@ -139,7 +139,7 @@ int proc_parse_stat(pid_t pid, struct proc_stat *st)
 			p++;
 	}
 	free(text);
-	if (n < 52) {
+	if (n < 53) {
 		pr_err("%s: only %d fields", path, n);
 		return -1;
 	}
@@ -158,6 +158,7 @@ int proc_parse_stat(pid_t pid, struct proc_stat *st)
 	st->arg_end = v[49];
 	st->env_start = v[50];
 	st->env_end = v[51];
+	st->exit_code = (int)v[52];
 	return 0;
 }
 

@@ -50,6 +50,7 @@ struct proc_stat {
 	unsigned long start_data, end_data, start_brk;
 	unsigned long arg_start, arg_end, env_start, env_end;
 	long num_threads;
+	int exit_code; /* wait status, for zombies */
 };
 int proc_parse_stat(pid_t pid, struct proc_stat *st);
 

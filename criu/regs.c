@@ -47,9 +47,9 @@ static void entry_to_regs(const UserRegsX86Entry *e, struct user_regs_struct *r)
 }
 
 /* The time a sleep still had to run, from the rem buffer the kernel filled on interrupt. */
-static int dump_sleep_restart(struct dump_ctx *d)
+static int dump_sleep_restart(struct dump_ctx *d, struct dump_thread *t)
 {
-	const struct user_regs_struct *r = &d->regs;
+	const struct user_regs_struct *r = &t->regs;
 	unsigned long rem;
 	uint32_t clockid;
 	struct timespec ts;
@@ -64,15 +64,15 @@ static int dump_sleep_restart(struct dump_ctx *d)
 		rem = r->r10;
 		clockid = r->rdi;
 	} else {
-		pr_info("task %d was in syscall %llu: it will see EINTR after restore", d->pid,
+		pr_info("thread %d was in syscall %llu: it will see EINTR after restore", t->tid,
 			(unsigned long long)r->orig_rax);
 		return 0;
 	}
 	if (!rem) {
-		pr_info("task %d sleeps without a rem buffer: its sleep ends with EINTR", d->pid);
+		pr_info("thread %d sleeps without a rem buffer: its sleep ends with EINTR", t->tid);
 		return 0;
 	}
-	if (rsys_peek(&d->rs, rem, &ts, sizeof(ts)))
+	if (rsys_peek(&t->rs, rem, &ts, sizeof(ts)))
 		return -1;
 	e = calloc(1, sizeof(*e));
 	if (!e)
@@ -80,27 +80,27 @@ static int dump_sleep_restart(struct dump_ctx *d)
 	sleep_restart_entry__init(e);
 	e->clockid = clockid;
 	e->remaining_ns = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-	d->thread->sleep_restart = e;
+	t->core->sleep_restart = e;
 	return 0;
 }
 
-int regs_dump(struct dump_ctx *d)
+int regs_dump(struct dump_ctx *d, struct dump_thread *t)
 {
-	ThreadCoreEntry *t = d->thread;
+	ThreadCoreEntry *c = t->core;
 	void *xsave;
 	size_t len;
 
-	t->regs = calloc(1, sizeof(*t->regs));
-	if (!t->regs)
+	c->regs = calloc(1, sizeof(*c->regs));
+	if (!c->regs)
 		return -1;
-	user_regs_x86_entry__init(t->regs);
-	regs_to_entry(&d->regs, t->regs);
-	if (ptrace_get_xsave(d->pid, &xsave, &len))
+	user_regs_x86_entry__init(c->regs);
+	regs_to_entry(&t->regs, c->regs);
+	if (ptrace_get_xsave(t->tid, &xsave, &len))
 		return -1;
-	t->has_xsave = true;
-	t->xsave.data = xsave;
-	t->xsave.len = len;
-	return dump_sleep_restart(d);
+	c->has_xsave = true;
+	c->xsave.data = xsave;
+	c->xsave.len = len;
+	return dump_sleep_restart(d, t);
 }
 
 /* Re-arm an interrupted sleep; returns the register ax value the task should resume with. */

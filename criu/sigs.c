@@ -34,7 +34,7 @@ struct kstack {
 	uint64_t size;
 };
 
-static int dump_pending(struct dump_ctx *d, bool shared)
+static int dump_pending(struct dump_ctx *d, struct dump_thread *t, bool shared)
 {
 	for (uint64_t off = 0;; off++) {
 		struct __ptrace_peeksiginfo_args args = {
@@ -43,19 +43,19 @@ static int dump_pending(struct dump_ctx *d, bool shared)
 			.nr = 1,
 		};
 		unsigned char info[SIGINFO_SIZE];
-		long n = ptrace(PTRACE_PEEKSIGINFO, d->pid, &args, info);
+		long n = ptrace(PTRACE_PEEKSIGINFO, t->tid, &args, info);
 		ProtobufCBinaryData *slot;
 		size_t *count;
 		ProtobufCBinaryData **arr;
 
 		if (n < 0) {
-			pr_perror("cannot read pending signals of %d", d->pid);
+			pr_perror("cannot read pending signals of %d", t->tid);
 			return -1;
 		}
 		if (n == 0)
 			return 0;
-		count = shared ? &d->core->n_shared_pending : &d->thread->n_pending;
-		arr = shared ? &d->core->shared_pending : &d->thread->pending;
+		count = shared ? &d->core->n_shared_pending : &t->core->n_pending;
+		arr = shared ? &d->core->shared_pending : &t->core->pending;
 		slot = realloc(*arr, (*count + 1) * sizeof(**arr));
 		if (!slot)
 			return -1;
@@ -72,10 +72,8 @@ static int dump_pending(struct dump_ctx *d, bool shared)
 int sigs_dump(struct dump_ctx *d)
 {
 	uint64_t handled = d->status.sig_cgt | d->status.sig_ign;
-	struct kstack ss;
 	long ret;
 
-	d->thread->blocked = d->blocked;
 	d->core->sigactions = calloc(64, sizeof(*d->core->sigactions));
 	if (!d->core->sigactions)
 		return -1;
@@ -102,10 +100,19 @@ int sigs_dump(struct dump_ctx *d)
 		e->mask = ka.mask;
 		d->core->sigactions[d->core->n_sigactions++] = e;
 	}
+	return dump_pending(d, dump_thread_at(d, 0), true);
+}
 
-	ret = rsys2(&d->rs, SYS_sigaltstack, 0, d->rs.scratch);
-	if (ret || rsys_peek(&d->rs, d->rs.scratch, &ss, sizeof(ss))) {
-		pr_err("cannot read the signal stack of %d (%ld)", d->pid, ret);
+/* Per thread: blocked mask, private pending signals, alternate stack. */
+int sigs_dump_thread(struct dump_ctx *d, struct dump_thread *t)
+{
+	struct kstack ss;
+	long ret;
+
+	t->core->blocked = t->blocked;
+	ret = rsys2(&t->rs, SYS_sigaltstack, 0, t->rs.scratch);
+	if (ret || rsys_peek(&t->rs, t->rs.scratch, &ss, sizeof(ss))) {
+		pr_err("cannot read the signal stack of %d (%ld)", t->tid, ret);
 		return -1;
 	}
 	if (!(ss.flags & SS_DISABLE)) {
@@ -117,11 +124,9 @@ int sigs_dump(struct dump_ctx *d)
 		e->sp = ss.sp;
 		e->size = ss.size;
 		e->flags = ss.flags & ~SS_ONSTACK; /* a state, not a setting */
-		d->thread->sigaltstack = e;
+		t->core->sigaltstack = e;
 	}
-	if (dump_pending(d, false) || dump_pending(d, true))
-		return -1;
-	return 0;
+	return dump_pending(d, t, false);
 }
 
 /* Runs in the restore child before it stops: raw syscalls only. */

@@ -111,25 +111,10 @@ static int dump_rlimits(struct dump_ctx *d)
 /* Values only the task can ask the kernel for. */
 static int dump_prctls(struct dump_ctx *d)
 {
-	ThreadCoreEntry *t = d->thread;
 	struct rsys *rs = &d->rs;
 	uint64_t val = 0;
 	long ret;
 
-	ret = rsys2(rs, SYS_prctl, PR_GET_TID_ADDRESS, rs->scratch);
-	if (ret || rsys_peek(rs, rs->scratch, &val, sizeof(val)))
-		goto fail;
-	t->has_clear_child_tid = true;
-	t->clear_child_tid = val;
-
-	val = 0;
-	ret = rsys2(rs, SYS_prctl, PR_GET_PDEATHSIG, rs->scratch);
-	if (ret || rsys_peek(rs, rs->scratch, &val, sizeof(int)))
-		goto fail;
-	t->has_pdeath_sig = true;
-	t->pdeath_sig = (int)val;
-
-	val = 0;
 	ret = rsys2(rs, SYS_prctl, PR_GET_CHILD_SUBREAPER, rs->scratch);
 	if (ret || rsys_peek(rs, rs->scratch, &val, sizeof(int)))
 		goto fail;
@@ -159,22 +144,41 @@ fail:
 	return -1;
 }
 
-static int dump_thread_kernel_ptrs(struct dump_ctx *d)
+/* Per thread: what the kernel keeps pointers to, the parent-death signal, the name. */
+int task_dump_thread(struct dump_ctx *d, struct dump_thread *th)
 {
-	ThreadCoreEntry *t = d->thread;
+	ThreadCoreEntry *t = th->core;
+	struct rsys *rs = &th->rs;
 	struct rseq_config rc = { 0 };
-	uint64_t head = 0;
+	uint64_t head = 0, val = 0;
 	size_t len = 0;
+	char name[64];
+	long ret;
 
-	if (syscall(SYS_get_robust_list, d->pid, &head, &len)) {
-		pr_perror("cannot read the robust futex list of %d", d->pid);
+	ret = rsys2(rs, SYS_prctl, PR_GET_TID_ADDRESS, rs->scratch);
+	if (ret || rsys_peek(rs, rs->scratch, &val, sizeof(val)))
+		goto fail;
+	t->has_clear_child_tid = true;
+	t->clear_child_tid = val;
+	val = 0;
+	ret = rsys2(rs, SYS_prctl, PR_GET_PDEATHSIG, rs->scratch);
+	if (ret || rsys_peek(rs, rs->scratch, &val, sizeof(int)))
+		goto fail;
+	t->has_pdeath_sig = true;
+	t->pdeath_sig = (int)val;
+	snprintf(name, sizeof(name), "task/%d/comm", th->tid);
+	t->comm = read_trimmed(d->pid, name);
+	if (!t->comm)
+		return -1;
+	if (syscall(SYS_get_robust_list, th->tid, &head, &len)) {
+		pr_perror("cannot read the robust futex list of %d", th->tid);
 		return -1;
 	}
 	t->has_robust_list = t->has_robust_list_len = true;
 	t->robust_list = head;
 	t->robust_list_len = len;
-	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, d->pid, sizeof(rc), &rc) < 0) {
-		pr_perror("cannot read the rseq registration of %d", d->pid);
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, th->tid, sizeof(rc), &rc) < 0) {
+		pr_perror("cannot read the rseq registration of %d", th->tid);
 		return -1;
 	}
 	if (rc.rseq_abi_pointer) {
@@ -187,6 +191,9 @@ static int dump_thread_kernel_ptrs(struct dump_ctx *d)
 		t->rseq->sig = rc.signature;
 	}
 	return 0;
+fail:
+	pr_err("cannot read the prctl state of thread %d (%ld)", th->tid, ret);
+	return -1;
 }
 
 /* Scheduling and OOM settings: all readable from outside. */
@@ -238,7 +245,6 @@ int task_dump(struct dump_ctx *d)
 	if (!s)
 		return -1;
 	c->comm = s;
-	d->thread->comm = strdup(s);
 	s = read_trimmed(d->pid, "personality");
 	if (!s)
 		return -1;
@@ -250,8 +256,7 @@ int task_dump(struct dump_ctx *d)
 		       d->status.seccomp);
 		return -1;
 	}
-	return dump_paths(d) || dump_rlimits(d) || dump_prctls(d) || dump_thread_kernel_ptrs(d) ||
-			       dump_sched(d) ?
+	return dump_paths(d) || dump_rlimits(d) || dump_prctls(d) || dump_sched(d) ?
 		       -1 :
 		       0;
 }
