@@ -22,7 +22,7 @@ ENGINE_O := $(patsubst %.c,$(B)/%.o,$(ENGINE_SRCS))
 LIVE_SRCS := $(wildcard test/live/*.c)
 LIVE_BINS := $(patsubst test/live/%.c,test/live/bin/%,$(filter-out test/live/testlib.c,$(LIVE_SRCS)))
 UNIT_SRCS := $(wildcard test/unit/*.c)
-BENCH_SRCS := $(wildcard test/bench/*.c scripts/*.c)
+BENCH_SRCS := $(wildcard test/bench/*.c)
 BENCH_BINS := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
 all: criu/crest lib/libcrest.a

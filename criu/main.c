@@ -545,12 +545,6 @@ int main(int argc, char **argv)
 
 	if (resolve_log(&cli))
 		return fail(v->name, cli.err);
-	/*
-	 * dump creates a missing images dir (the engine does the same); do it before the log
-	 * is opened in it.  A failure here is the engine's to report, with its reason.
-	 */
-	if (v->run == do_dump && cli.opts.images_dir)
-		mkdir(cli.opts.images_dir, 0700);
 	/* dump creates its images directory; the log may live in it */
 	if (cli.opts.images_dir && strstr(v->name, "dump"))
 		mkdir(cli.opts.images_dir, 0700);

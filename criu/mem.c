@@ -175,6 +175,28 @@ static int mm_dump_fields(struct dump_ctx *d, MmEntry *mm)
 	return mm->exe_path ? 0 : -1;
 }
 
+/*
+ * Does the parent task have this very VMA, so that a child forked from the restored parent
+ * already has it?  Then the child keeps it on restore, and its pages shared copy-on-write
+ * with the parent stay shared (pages.c finds them by their page frame).
+ */
+static bool vma_inherited(const struct dump_ctx *d, const struct proc_vma *v, VmaKind kind)
+{
+	if (!d->parent || kind > VMA_KIND__VMA_FILE_SHARED)
+		return false;
+	for (size_t i = 0; i < d->parent->vmas.len; i++) {
+		const struct proc_vma *p = vec_at(&d->parent->vmas, struct proc_vma, i);
+
+		if (p->start != v->start)
+			continue;
+		return p->end == v->end && p->prot == v->prot && p->shared == v->shared &&
+		       p->pgoff == v->pgoff && p->ino == v->ino && p->dev_major == v->dev_major &&
+		       p->dev_minor == v->dev_minor && !strcmp(p->path, v->path) &&
+		       !(p->vmflags & (VMF_DONTCOPY | VMF_WIPEONFORK));
+	}
+	return false;
+}
+
 int mem_dump(struct dump_ctx *d, MmEntry *mm)
 {
 	mm->vmas = calloc(d->vmas.len ? d->vmas.len : 1, sizeof(*mm->vmas));
@@ -202,8 +224,13 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 		    vma_fill_file(d->pid, v, e))
 			return -1;
 		if (kind == VMA_KIND__VMA_ANON_SHARED) {
-			e->has_pgoff = true;
+			e->has_pgoff = e->has_shmem_ino = true;
 			e->pgoff = v->pgoff;
+			e->shmem_ino = v->ino;
+		}
+		if (vma_inherited(d, v, kind)) {
+			e->has_inherit = true;
+			e->inherit = true;
 		}
 		if (!strncmp(v->path, "[anon:", 6) || !strncmp(v->path, "[anon_shmem:", 12)) {
 			const char *name = strchr(v->path, ':') + 1;

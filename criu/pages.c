@@ -32,7 +32,8 @@ struct pagemap_writer {
 	struct cr_img *pages;
 	struct vec runs; /* PagemapEntry (only vaddr, nr_pages, flags, off used) */
 	unsigned long vma_start; /* runs never merge across VMAs: restore checks each is in one */
-	uint64_t *stat_written, *stat_zero;
+	uint64_t *stat_written, *stat_zero, *stat_cow;
+	int pagemap_fd, parent_pagemap_fd; /* PFNs, for pages shared with the parent */
 };
 
 static int pm_emit(struct pagemap_writer *w, unsigned long vaddr, unsigned long nr, uint32_t flags,
@@ -45,8 +46,10 @@ static int pm_emit(struct pagemap_writer *w, unsigned long vaddr, unsigned long 
 		return -1;
 	if (flags & PAGEMAP_FLAGS__PE_PRESENT)
 		*w->stat_written += nr;
-	else
+	else if (flags & PAGEMAP_FLAGS__PE_ZERO)
 		*w->stat_zero += nr;
+	else
+		*w->stat_cow += nr;
 
 	if (last && last->flags == flags && last->vaddr >= w->vma_start &&
 	    last->nr_pages + nr <= MAX_RUN_PAGES && last->vaddr + last->nr_pages * PAGE_SIZE == vaddr &&
@@ -131,6 +134,51 @@ static int copy_range(struct dump_ctx *d, struct pagemap_writer *w, char *buf, u
 	return 0;
 }
 
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+#define PM_PRESENT (1ULL << 63)
+#define PFN_CHUNK 512
+
+/*
+ * An inherited VMA: pages whose frame is the parent's page at the same address are shared
+ * copy-on-write and come back by fork; only the others are copied.
+ */
+static int copy_range_cow(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
+			  unsigned long start, unsigned long end, int mem_fd, bool elide_zero)
+{
+	uint64_t mine[PFN_CHUNK], theirs[PFN_CHUNK];
+
+	while (start < end) {
+		size_t n = min_t(size_t, (end - start) / PAGE_SIZE, PFN_CHUNK), i = 0;
+		off_t off = start / PAGE_SIZE * sizeof(uint64_t);
+
+		if (pread(w->pagemap_fd, mine, n * 8, off) != (ssize_t)(n * 8) ||
+		    pread(w->parent_pagemap_fd, theirs, n * 8, off) != (ssize_t)(n * 8)) {
+			pr_perror("cannot read page frames of %d and its parent", d->pid);
+			return -1;
+		}
+		while (i < n) {
+			bool shared = (mine[i] & PM_PRESENT) && (theirs[i] & PM_PRESENT) &&
+				      (mine[i] & PM_PFN_MASK) &&
+				      (mine[i] & PM_PFN_MASK) == (theirs[i] & PM_PFN_MASK);
+			size_t j = i + 1;
+
+			while (j < n && shared == ((mine[j] & PM_PRESENT) && (theirs[j] & PM_PRESENT) &&
+						   (mine[j] & PM_PFN_MASK) &&
+						   (mine[j] & PM_PFN_MASK) ==
+							   (theirs[j] & PM_PFN_MASK)))
+				j++;
+			unsigned long a = start + i * PAGE_SIZE, b = start + j * PAGE_SIZE;
+
+			if (shared ? pm_emit(w, a, j - i, PAGEMAP_FLAGS__PE_COW, NULL) :
+				     copy_range(d, w, buf, a, b, mem_fd, elide_zero))
+				return -1;
+			i = j;
+		}
+		start += n * PAGE_SIZE;
+	}
+	return 0;
+}
+
 /* Private mappings: the pages PAGEMAP_SCAN reports, filtered by what must be saved. */
 static int dump_private_vma(struct dump_ctx *d, struct pagemap_writer *w, int pagemap_fd,
 			    int mem_fd, const VmaEntry *vma, char *buf)
@@ -172,8 +220,11 @@ static int dump_private_vma(struct dump_ctx *d, struct pagemap_writer *w, int pa
 			/* A file page not COWed: the file has it. */
 			if (file && (cat & PAGE_IS_FILE) && !(cat & PAGE_IS_SWAPPED))
 				continue;
-			if (copy_range(d, w, buf, regions[i].start, regions[i].end,
-				       readable ? -1 : mem_fd, !file))
+			if (vma->inherit && w->parent_pagemap_fd >= 0 ?
+				    copy_range_cow(d, w, buf, regions[i].start, regions[i].end,
+						   readable ? -1 : mem_fd, !file) :
+				    copy_range(d, w, buf, regions[i].start, regions[i].end,
+					       readable ? -1 : mem_fd, !file))
 				return -1;
 		}
 		if (arg.walk_end <= addr || arg.walk_end >= vma->end)
@@ -249,15 +300,25 @@ static int write_pagemap(struct dump_ctx *d, struct pagemap_writer *w)
 
 int pages_dump(struct dump_ctx *d, MmEntry *mm)
 {
-	struct pagemap_writer w = { .runs = VEC_INIT(PagemapEntry) };
+	struct pagemap_writer w = { .runs = VEC_INIT(PagemapEntry), .parent_pagemap_fd = -1 };
 	char path[64];
 	int pagemap_fd = -1, mem_fd = -1, ret = -1;
 	char *buf = NULL;
 
 	w.stat_written = &d->pages_written;
 	w.stat_zero = &d->pages_zero;
+	w.stat_cow = &d->pages_cow;
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", d->pid);
 	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	w.pagemap_fd = pagemap_fd;
+	if (d->parent) {
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", d->parent->pid);
+		w.parent_pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (w.parent_pagemap_fd < 0) {
+			pr_perror("cannot open %s", path);
+			goto out;
+		}
+	}
 	snprintf(path, sizeof(path), "/proc/%d/mem", d->pid);
 	mem_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pagemap_fd < 0 || mem_fd < 0) {
@@ -282,7 +343,8 @@ int pages_dump(struct dump_ctx *d, MmEntry *mm)
 				goto out;
 			break;
 		case VMA_KIND__VMA_ANON_SHARED:
-			if (dump_shared_anon_vma(d, &w, vma, buf))
+			/* inherited: the same object, saved by the task that has it first */
+			if (!vma->inherit && dump_shared_anon_vma(d, &w, vma, buf))
 				goto out;
 			break;
 		default: /* file shared, vdso, vvar, vsyscall: nothing of ours to save */
@@ -300,6 +362,8 @@ out:
 		close(pagemap_fd);
 	if (mem_fd >= 0)
 		close(mem_fd);
+	if (w.parent_pagemap_fd >= 0)
+		close(w.parent_pagemap_fd);
 	return ret;
 }
 
@@ -389,6 +453,15 @@ int pages_restore_prepare(struct restore_ctx *r)
 		}
 		if (e->flags == PAGEMAP_FLAGS__PE_ZERO)
 			continue;
+		if (e->flags == PAGEMAP_FLAGS__PE_COW) {
+			if (!v->inherit) {
+				pr_err("%s: run at %#llx is shared with a parent in a VMA it does "
+				       "not inherit",
+				       img_path(img), (unsigned long long)e->vaddr);
+				goto out;
+			}
+			continue;
+		}
 		if (e->flags & PAGEMAP_FLAGS__PE_PARENT) {
 			pr_err("%s: incremental images (in-parent pages) are not supported yet",
 			       img_path(img));

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <criterion/criterion.h>
 
@@ -63,6 +64,22 @@ void unit_put_header(void *buf, uint32_t magic, uint16_t version, uint16_t kind)
 	struct img_header hdr = {.magic = magic, .version = version, .kind = kind};
 
 	memcpy(buf, &hdr, sizeof(hdr));
+}
+
+void unit_unseal(void *buf)
+{
+	struct img_header hdr;
+
+	memcpy(&hdr, buf, sizeof(hdr));
+	hdr.flags = 0;
+	hdr.crc = 0;
+	hdr.payload = 0;
+	memcpy(buf, &hdr, sizeof(hdr));
+}
+
+uint32_t unit_crc32(const void *buf, size_t len)
+{
+	return crc32(crc32(0, Z_NULL, 0), buf, len);
 }
 
 void unit_assert_error(const char *file, const char *problem)

@@ -26,8 +26,16 @@ void unit_rmtree(const char *path);
 /* Whole-file helpers relative to dirfd; they fail the running test on error. */
 void unit_write_file(int dirfd, const char *name, const void *buf, size_t len);
 void *unit_read_file(int dirfd, const char *name, size_t *len);
-/* The 8 header bytes of an image, as the reader expects them laid out. */
+/*
+ * The sizeof(struct img_header) header bytes of an image, as the reader expects them laid
+ * out, unsealed: flags, crc and payload are 0, so the reader skips its size and checksum
+ * checks and hand-made bodies reach the message parser.
+ */
 void unit_put_header(void *buf, uint32_t magic, uint16_t version, uint16_t kind);
+/* Clear flags, crc and payload of the header at buf: a sealed image becomes an unsealed one. */
+void unit_unseal(void *buf);
+/* zlib crc32 of len bytes, as a writer seals message images with. */
+uint32_t unit_crc32(const void *buf, size_t len);
 
 /* Assert that the recorded failure reason mentions both strings. */
 void unit_assert_error(const char *file, const char *problem);

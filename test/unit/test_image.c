@@ -17,6 +17,7 @@
 
 #define PID 42
 #define N_MSGS 5
+#define HDR_LEN sizeof(struct img_header) /* a message image's first message starts here */
 
 static char *tmp;
 static int dfd = -1;
@@ -584,7 +585,11 @@ Test(image, write_over_size_limit)
 
 /* --- malformed input ----------------------------------------------------------------- */
 
-/* An image file holding the given header fields and then body as given. */
+/*
+ * An image file holding the given header fields and then body as given.  The header is
+ * unsealed (no payload size, no checksum), so whatever is wrong with body is left for the
+ * message parser to find: these tests are about its checks, not the seal's.
+ */
 static void put_image(const char *name, uint32_t magic, uint16_t version, uint16_t kind,
 		      const void *body, size_t len)
 {
@@ -740,7 +745,8 @@ Test(image, rejects_truncated_length_prefix)
 		protobuf_c_message_free_unpacked(m, NULL);
 		error_reset();
 		cr_assert_eq(img_read_msg(img, &pstree_entry__descriptor, &m), -1);
-		snprintf(want, sizeof(want), "at offset %zu (partial length prefix)", 8 + off - 1);
+		snprintf(want, sizeof(want), "at offset %zu (partial length prefix)",
+			 HDR_LEN + off - 1);
 		unit_assert_error("pstree.img", want);
 		img_close(img);
 	}
@@ -749,18 +755,23 @@ Test(image, rejects_truncated_length_prefix)
 Test(image, rejects_length_beyond_file)
 {
 	unsigned char body[64] = {0}, ten[10] = {0x08, 0x01};
+	char want[64];
 	size_t n;
 
 	n = put_msg(body, 100, ten, sizeof(ten));
 	put_core(body, n);
-	expect_read_fails("truncated at offset 8 (message of 100 bytes, 10 left)");
+	snprintf(want, sizeof(want), "truncated at offset %zu (message of 100 bytes, 10 left)",
+		 HDR_LEN);
+	expect_read_fails(want);
 	n = put_msg(body, 1, "", 0); /* one byte claimed, none there */
 	put_core(body, n);
 	expect_read_fails("message of 1 bytes, 0 left");
 	/* just at the limit is "truncated", not "corrupt": the limit is not off by one */
 	n = put_msg(body, IMG_MSG_MAX, "", 0);
 	put_core(body, n);
-	expect_read_fails("truncated at offset 8");
+	snprintf(want, sizeof(want), "truncated at offset %zu (message of %u bytes", HDR_LEN,
+		 IMG_MSG_MAX);
+	expect_read_fails(want);
 }
 
 Test(image, rejects_length_over_limit)
@@ -772,7 +783,8 @@ Test(image, rejects_length_over_limit)
 		char want[64];
 
 		put_core(body, put_msg(body, lens[i], "\0\0\0\0", 4));
-		snprintf(want, sizeof(want), "corrupt at offset 8 (message length %u)", lens[i]);
+		snprintf(want, sizeof(want), "corrupt at offset %zu (message length %u)", HDR_LEN,
+			 lens[i]);
 		expect_read_fails(want);
 	}
 }
@@ -796,10 +808,12 @@ Test(image, rejects_corrupt_protobuf)
 		{"\x5a\x05\x08\x01\x10", 5}, /* creds: nested message cut short */
 	};
 	unsigned char body[64];
+	char want[64];
 
+	snprintf(want, sizeof(want), "corrupt TaskCoreEntry message at offset %zu", HDR_LEN);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		put_core(body, put_msg(body, bad[i].len, bad[i].bytes, bad[i].len));
-		expect_read_fails("corrupt TaskCoreEntry message at offset 8");
+		expect_read_fails(want);
 	}
 }
 
@@ -934,4 +948,431 @@ Test(image, error_names_second_message_offset)
 	free(body);
 	free(file);
 	free(f);
+}
+
+/* --- sealed images: the payload size and checksum img_close writes into the header ------- */
+
+static struct img_header header_of(const void *file)
+{
+	struct img_header hdr;
+
+	memcpy(&hdr, file, sizeof(hdr));
+	return hdr;
+}
+
+static void set_header(void *file, const struct img_header *hdr)
+{
+	memcpy(file, hdr, sizeof(*hdr));
+}
+
+/* A sealed core-1.img of three full core messages; returns its bytes (malloc'ed). */
+static unsigned char *make_sealed_core(size_t *len)
+{
+	struct core_fixture *f = calloc(3, sizeof(*f));
+	struct cr_img *img = img_open_write(dfd, IMG_CORE, 1);
+
+	cr_assert_not_null(f);
+	cr_assert_not_null(img, "%s", crest_last_error());
+	for (int i = 0; i < 3; i++) {
+		core_fixture_init(&f[i], i);
+		cr_assert_eq(img_write_msg(img, &f[i].core.base), 0);
+	}
+	cr_assert_eq(img_close(img), 0, "%s", crest_last_error());
+	free(f);
+	return unit_read_file(dfd, "core-1.img", len);
+}
+
+/* Messages in core-1.img through the plain reader, or -1 (the error is recorded). */
+static int core_messages(void)
+{
+	struct cr_img *img = img_open_read(dfd, IMG_CORE, 1);
+	ProtobufCMessage *m;
+	int n = 0, ret;
+
+	if (!img)
+		return -1;
+	while ((ret = img_read_msg(img, &task_core_entry__descriptor, &m)) == 1) {
+		protobuf_c_message_free_unpacked(m, NULL);
+		n++;
+	}
+	img_close(img);
+	return ret < 0 ? -1 : n;
+}
+
+/* The header's on-disk layout: little-endian fields in this order, no padding anywhere. */
+Test(image, sealed_header_layout)
+{
+	struct img_header hdr = {
+		.magic = IMG_MAGIC,
+		.version = 0x0605,
+		.kind = 0x0807,
+		.flags = 0x0c0b0a09,
+		.crc = 0x100f0e0d,
+		.payload = 0x1817161514131211ull,
+	};
+	unsigned char raw[24];
+
+	cr_assert_eq(sizeof(hdr), sizeof(raw));
+	memcpy(raw, &hdr, sizeof(raw));
+	cr_assert(!memcmp(raw, "CRST", 4));
+	for (size_t i = 4; i < sizeof(raw); i++)
+		cr_assert_eq(raw[i], i + 1, "header byte %zu is 0x%02x", i, raw[i]);
+}
+
+Test(image, sealed_message_header_fields)
+{
+	size_t big = 300 << 10; /* over the writer buffer: the crc must cover direct writes too */
+	InventoryEntry inv = INVENTORY_ENTRY__INIT;
+	PstreeEntry ps = PSTREE_ENTRY__INIT;
+	uint8_t *blob = malloc(big);
+	struct img_header hdr;
+	struct mm_fixture mm;
+	unsigned char *file;
+	ProtobufCMessage *m;
+	struct cr_img *img;
+	size_t len;
+
+	cr_assert_not_null(blob);
+	for (size_t i = 0; i < big; i++)
+		blob[i] = i * 13 + (i >> 10);
+	inv.arch = "x86_64";
+	inv.kernel_release = "6.1";
+	inv.has_vdso_sha256 = true;
+	inv.vdso_sha256 = (ProtobufCBinaryData){big, blob};
+	img = img_open_write(dfd, IMG_PSTREE, 0);
+	cr_assert_not_null(img);
+	for (uint32_t i = 0; i < 1000; i++) {
+		ps.pid = i;
+		cr_assert_eq(img_write_msg(img, &ps.base), 0);
+		if (i == 500)
+			cr_assert_eq(img_write_msg(img, &inv.base), 0);
+	}
+	cr_assert_eq(img_close(img), 0, "%s", crest_last_error());
+	free(blob);
+
+	file = unit_read_file(dfd, "pstree.img", &len);
+	cr_assert_gt(len, HDR_LEN + big);
+	hdr = header_of(file);
+	cr_assert_eq(hdr.magic, IMG_MAGIC);
+	cr_assert_eq(hdr.version, IMG_VERSION);
+	cr_assert_eq(hdr.kind, IMG_PSTREE);
+	cr_assert_eq(hdr.flags, IMG_F_PAYLOAD | IMG_F_CRC);
+	cr_assert_eq(hdr.payload, len - HDR_LEN);
+	cr_assert_eq(hdr.crc, unit_crc32(file + HDR_LEN, len - HDR_LEN), "crc 0x%08x, zlib 0x%08x",
+		     hdr.crc, unit_crc32(file + HDR_LEN, len - HDR_LEN));
+	free(file);
+	/* and the reader, checking both, accepts it */
+	img = img_open_read(dfd, IMG_PSTREE, 0);
+	cr_assert_not_null(img, "%s", crest_last_error());
+	cr_assert_eq(img_size(img), len);
+	img_close(img);
+
+	/* img_write_one seals as well */
+	mm_fixture_init(&mm, 2);
+	cr_assert_eq(img_write_one(dfd, IMG_MM, PID, &mm.mm.base), 0);
+	file = unit_read_file(dfd, "mm-42.img", &len);
+	hdr = header_of(file);
+	cr_assert_eq(hdr.kind, IMG_MM);
+	cr_assert_eq(hdr.flags, IMG_F_PAYLOAD | IMG_F_CRC);
+	cr_assert_eq(hdr.payload, 4 + protobuf_c_message_get_packed_size(&mm.mm.base));
+	cr_assert_eq(hdr.payload, len - HDR_LEN);
+	cr_assert_eq(hdr.crc, unit_crc32(file + HDR_LEN, len - HDR_LEN));
+	free(file);
+
+	/* an image with no messages at all: no payload, the crc of nothing */
+	img = img_open_write(dfd, IMG_FDINFO, PID);
+	cr_assert_not_null(img);
+	cr_assert_eq(img_close(img), 0);
+	file = unit_read_file(dfd, "fdinfo-42.img", &len);
+	cr_assert_eq(len, HDR_LEN);
+	hdr = header_of(file);
+	cr_assert_eq(hdr.flags, IMG_F_PAYLOAD | IMG_F_CRC);
+	cr_assert_eq(hdr.payload, 0);
+	cr_assert_eq(hdr.crc, unit_crc32("", 0));
+	cr_assert_eq(hdr.crc, 0);
+	free(file);
+	/* it passes the seal; what is wrong with it is that it is empty */
+	error_reset();
+	cr_assert_eq(img_read_one(dfd, IMG_FDINFO, PID, &fd_entry__descriptor, &m), -1);
+	unit_assert_error("fdinfo-42.img", "empty image");
+}
+
+Test(image, sealed_pages_header_fields)
+{
+	unsigned char page[4096], *file;
+	struct img_header hdr;
+	struct cr_img *img;
+	size_t len;
+
+	img = img_open_write(dfd, IMG_PAGES, PID);
+	cr_assert_not_null(img);
+	for (int i = 0; i < 3; i++) {
+		memset(page, 0x30 + i, sizeof(page));
+		cr_assert_eq(img_write_raw(img, page, sizeof(page)), 0);
+	}
+	cr_assert_eq(img_close(img), 0);
+	file = unit_read_file(dfd, "pages-42.img", &len);
+	cr_assert_eq(len, IMG_PAGES_HDR_SIZE + 3 * 4096);
+	hdr = header_of(file);
+	cr_assert_eq(hdr.kind, IMG_PAGES);
+	/* the size is sealed, counted from the end of the padded header; the data has no crc */
+	cr_assert_eq(hdr.flags, IMG_F_PAYLOAD);
+	cr_assert_eq(hdr.payload, 3 * 4096);
+	cr_assert_eq(hdr.crc, 0);
+	for (size_t i = HDR_LEN; i < IMG_PAGES_HDR_SIZE; i++)
+		cr_assert_eq(file[i], 0, "header padding byte %zu is %u", i, file[i]);
+	free(file);
+
+	img = img_open_write(dfd, IMG_PAGES, 7);
+	cr_assert_not_null(img);
+	cr_assert_eq(img_close(img), 0);
+	file = unit_read_file(dfd, "pages-7.img", &len);
+	cr_assert_eq(len, IMG_PAGES_HDR_SIZE);
+	hdr = header_of(file);
+	cr_assert_eq(hdr.flags, IMG_F_PAYLOAD);
+	cr_assert_eq(hdr.payload, 0);
+	free(file);
+	img = img_open_read(dfd, IMG_PAGES, 7);
+	cr_assert_not_null(img, "%s", crest_last_error());
+	cr_assert_eq(img_data_off(img), 0);
+	img_close(img);
+}
+
+/* The open of a sealed core-1.img of n bytes (written len) must fail on its size. */
+static void expect_size_refused(size_t n, size_t len)
+{
+	char want[128];
+	ProtobufCMessage *m = (void *)1;
+
+	snprintf(want, sizeof(want),
+		 "truncated or extended: %zu bytes of payload, the header says %zu", n - HDR_LEN,
+		 len - HDR_LEN);
+	expect_open_fails(IMG_CORE, "core-1.img", want);
+	/* the by-name reader (crest show) and img_read_one refuse it the same way */
+	error_reset();
+	cr_assert_null(img_open_read_path(dfd, "core-1.img"));
+	unit_assert_error("core-1.img", want);
+	error_reset();
+	cr_assert_eq(img_read_one(dfd, IMG_CORE, 1, &task_core_entry__descriptor, &m), -1);
+	cr_assert_null(m);
+	unit_assert_error("core-1.img", want);
+}
+
+Test(image, sealed_truncated_or_extended)
+{
+	size_t len, first;
+	unsigned char *file = make_sealed_core(&len), *buf;
+	uint32_t mlen;
+
+	buf = malloc(2 * len);
+	cr_assert_not_null(buf);
+	cr_assert_eq(core_messages(), 3, "%s", crest_last_error());
+	memcpy(&mlen, file + HDR_LEN, sizeof(mlen));
+	first = HDR_LEN + 4 + mlen; /* where the second message starts */
+	cr_assert_lt(first, len);
+
+	/* one byte short, one byte long */
+	unit_write_file(dfd, "core-1.img", file, len - 1);
+	expect_size_refused(len - 1, len);
+	memcpy(buf, file, len);
+	buf[len] = 0;
+	unit_write_file(dfd, "core-1.img", buf, len + 1);
+	expect_size_refused(len + 1, len);
+	/* nothing but the header left */
+	unit_write_file(dfd, "core-1.img", file, HDR_LEN);
+	expect_size_refused(HDR_LEN, len);
+	/* every other cut too */
+	for (size_t cut = HDR_LEN + 1; cut < len; cut += 97) {
+		unit_write_file(dfd, "core-1.img", file, cut);
+		error_reset();
+		cr_assert_null(img_open_read(dfd, IMG_CORE, 1), "cut at %zu accepted", cut);
+		unit_assert_error("core-1.img", "truncated or extended");
+	}
+	/* a cut into the header itself is the header's problem */
+	unit_write_file(dfd, "core-1.img", file, HDR_LEN - 1);
+	expect_open_fails(IMG_CORE, "core-1.img", "truncated image header");
+
+	/*
+	 * What only the seal catches: a cut at a message boundary and a whole well-formed message
+	 * appended.  Unsealed, the parser sees clean images of one and four messages.
+	 */
+	memcpy(buf, file, first);
+	unit_write_file(dfd, "core-1.img", buf, first);
+	expect_size_refused(first, len);
+	unit_unseal(buf);
+	unit_write_file(dfd, "core-1.img", buf, first);
+	cr_assert_eq(core_messages(), 1, "%s", crest_last_error());
+	memcpy(buf, file, len);
+	memcpy(buf + len, file + HDR_LEN, first - HDR_LEN);
+	unit_write_file(dfd, "core-1.img", buf, len + first - HDR_LEN);
+	expect_size_refused(len + first - HDR_LEN, len);
+	unit_unseal(buf);
+	unit_write_file(dfd, "core-1.img", buf, len + first - HDR_LEN);
+	cr_assert_eq(core_messages(), 4, "%s", crest_last_error());
+	free(buf);
+	free(file);
+}
+
+Test(image, sealed_checksum_mismatch)
+{
+	size_t len;
+	unsigned char *file = make_sealed_core(&len), *buf = malloc(len), *comm;
+	struct img_header hdr;
+	ProtobufCMessage *m = (void *)1;
+	char path[PATH_MAX];
+
+	cr_assert_not_null(buf);
+	/* every payload byte in turn, each with another bit flipped: crc32 catches them all */
+	for (size_t pos = HDR_LEN; pos < len; pos++) {
+		memcpy(buf, file, len);
+		buf[pos] ^= 1u << (pos % 8);
+		unit_write_file(dfd, "core-1.img", buf, len);
+		error_reset();
+		cr_assert_null(img_open_read(dfd, IMG_CORE, 1), "flipped byte %zu accepted", pos);
+		unit_assert_error("core-1.img", "corrupted (checksum mismatch)");
+	}
+	/* one whole byte replaced, through every reader */
+	memcpy(buf, file, len);
+	buf[len / 2] ^= 0xff;
+	unit_write_file(dfd, "core-1.img", buf, len);
+	expect_open_fails(IMG_CORE, "core-1.img", "corrupted (checksum mismatch)");
+	error_reset();
+	cr_assert_null(img_open_read_path(dfd, "core-1.img"));
+	unit_assert_error("core-1.img", "corrupted (checksum mismatch)");
+	snprintf(path, sizeof(path), "%s/core-1.img", tmp);
+	error_reset();
+	cr_assert_null(img_open_read_path(AT_FDCWD, path));
+	unit_assert_error(path, "corrupted (checksum mismatch)");
+	error_reset();
+	cr_assert_eq(img_read_one(dfd, IMG_CORE, 1, &task_core_entry__descriptor, &m), -1);
+	cr_assert_null(m);
+	unit_assert_error("core-1.img", "checksum mismatch");
+	/* an intact payload under a damaged crc field */
+	memcpy(buf, file, len);
+	hdr = header_of(buf);
+	hdr.crc ^= 0x80000000u;
+	set_header(buf, &hdr);
+	unit_write_file(dfd, "core-1.img", buf, len);
+	expect_open_fails(IMG_CORE, "core-1.img", "corrupted (checksum mismatch)");
+
+	/*
+	 * What only the checksum catches: a changed letter of a string is still a well-formed
+	 * message, which the unsealed copy shows.
+	 */
+	memcpy(buf, file, len);
+	comm = memmem(buf + HDR_LEN, len - HDR_LEN, "task-1", 6);
+	cr_assert_not_null(comm);
+	comm[0] = 'T';
+	unit_write_file(dfd, "core-1.img", buf, len);
+	expect_open_fails(IMG_CORE, "core-1.img", "corrupted (checksum mismatch)");
+	unit_unseal(buf);
+	unit_write_file(dfd, "core-1.img", buf, len);
+	cr_assert_eq(core_messages(), 3, "%s", crest_last_error());
+	free(buf);
+	free(file);
+}
+
+Test(image, sealed_pages_truncated_or_extended)
+{
+	static unsigned char page[4096];
+	unsigned char *file, *buf;
+	struct cr_img *img;
+	size_t len;
+	char want[128];
+
+	img = img_open_write(dfd, IMG_PAGES, 1);
+	cr_assert_not_null(img);
+	for (int i = 0; i < 3; i++) {
+		memset(page, 0xa0 + i, sizeof(page));
+		cr_assert_eq(img_write_raw(img, page, sizeof(page)), 0);
+	}
+	cr_assert_eq(img_close(img), 0);
+	file = unit_read_file(dfd, "pages-1.img", &len);
+	cr_assert_eq(len, IMG_PAGES_HDR_SIZE + 3 * 4096);
+	buf = malloc(len + 4096);
+	cr_assert_not_null(buf);
+
+	/* one byte short: the restore would read a short last page */
+	unit_write_file(dfd, "pages-1.img", file, len - 1);
+	snprintf(want, sizeof(want),
+		 "truncated or extended: %d bytes of payload, the header says %d", 3 * 4096 - 1,
+		 3 * 4096);
+	expect_open_fails(IMG_PAGES, "pages-1.img", want);
+	error_reset();
+	cr_assert_null(img_open_read_path(dfd, "pages-1.img"));
+	unit_assert_error("pages-1.img", want);
+	/* a page short, only the header page, a page too many */
+	unit_write_file(dfd, "pages-1.img", file, len - 4096);
+	expect_open_fails(IMG_PAGES, "pages-1.img", "truncated or extended: 8192 bytes");
+	unit_write_file(dfd, "pages-1.img", file, IMG_PAGES_HDR_SIZE);
+	expect_open_fails(IMG_PAGES, "pages-1.img", "0 bytes of payload, the header says 12288");
+	memcpy(buf, file, len);
+	memset(buf + len, 0, 4096);
+	unit_write_file(dfd, "pages-1.img", buf, len + 4096);
+	expect_open_fails(IMG_PAGES, "pages-1.img", "16384 bytes of payload");
+	/* cut inside the padded header ("truncated image header" or the size: either will do) */
+	unit_write_file(dfd, "pages-1.img", file, IMG_PAGES_HDR_SIZE - 1);
+	expect_open_fails(IMG_PAGES, "pages-1.img", "truncated");
+
+	/* page data has no checksum, by design: a flipped data byte is not the reader's to see */
+	memcpy(buf, file, len);
+	buf[IMG_PAGES_HDR_SIZE + 5000] ^= 0x01;
+	unit_write_file(dfd, "pages-1.img", buf, len);
+	img = img_open_read(dfd, IMG_PAGES, 1);
+	cr_assert_not_null(img, "%s", crest_last_error());
+	cr_assert_eq(img_data_off(img), 3 * 4096);
+	img_close(img);
+	/* an unsealed pages image is taken at its size */
+	memcpy(buf, file, len);
+	unit_unseal(buf);
+	unit_write_file(dfd, "pages-1.img", buf, len - 1);
+	img = img_open_read(dfd, IMG_PAGES, 1);
+	cr_assert_not_null(img, "%s", crest_last_error());
+	cr_assert_eq(img_data_off(img), 3 * 4096 - 1);
+	img_close(img);
+	free(buf);
+	free(file);
+}
+
+/* Each flag turns on its own check and only that one. */
+Test(image, seal_flags_gate_the_checks)
+{
+	size_t len;
+	unsigned char *file = make_sealed_core(&len), *buf = malloc(len + 1);
+	struct img_header hdr;
+
+	cr_assert_not_null(buf);
+	/* size only: a wrong crc is not looked at, a wrong size is */
+	memcpy(buf, file, len);
+	hdr = header_of(buf);
+	hdr.flags = IMG_F_PAYLOAD;
+	hdr.crc = ~hdr.crc;
+	set_header(buf, &hdr);
+	unit_write_file(dfd, "core-1.img", buf, len);
+	cr_assert_eq(core_messages(), 3, "%s", crest_last_error());
+	unit_write_file(dfd, "core-1.img", buf, len - 1);
+	expect_open_fails(IMG_CORE, "core-1.img", "truncated or extended");
+
+	/* checksum only: a wrong size is not looked at, a flipped byte is */
+	memcpy(buf, file, len);
+	hdr = header_of(buf);
+	hdr.flags = IMG_F_CRC;
+	hdr.payload += 1000;
+	set_header(buf, &hdr);
+	unit_write_file(dfd, "core-1.img", buf, len);
+	cr_assert_eq(core_messages(), 3, "%s", crest_last_error());
+	buf[len - 1] ^= 0x40;
+	unit_write_file(dfd, "core-1.img", buf, len);
+	expect_open_fails(IMG_CORE, "core-1.img", "corrupted (checksum mismatch)");
+
+	/* neither (a hand-made image): only the message parser stands guard */
+	memcpy(buf, file, len);
+	unit_unseal(buf);
+	buf[len] = 0x01;
+	unit_write_file(dfd, "core-1.img", buf, len + 1);
+	error_reset();
+	cr_assert_eq(core_messages(), -1);
+	unit_assert_error("core-1.img", "partial length prefix");
+	free(buf);
+	free(file);
 }

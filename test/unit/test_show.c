@@ -17,6 +17,8 @@
 #include "fixtures.h"
 #include "log.h"
 
+#define HDR_LEN sizeof(struct img_header) /* hand-made images: unsealed headers */
+
 static char *tmp;
 static int dfd = -1;
 
@@ -369,11 +371,11 @@ Test(show, unknown_enum_and_unknown_fields)
 	len += 3;
 	memcpy(body, &(uint32_t){len}, 4);
 	{
-		unsigned char file[80];
+		unsigned char file[HDR_LEN + sizeof(body)];
 
 		unit_put_header(file, IMG_MAGIC, IMG_VERSION, IMG_PSTREE);
-		memcpy(file + 8, body, 4 + len);
-		unit_write_file(dirfd, "pstree.img", file, 8 + 4 + len);
+		memcpy(file + HDR_LEN, body, 4 + len);
+		unit_write_file(dirfd, "pstree.img", file, HDR_LEN + 4 + len);
 	}
 	close(dirfd);
 	doc = show_ok("dump/pstree.img");
@@ -383,7 +385,7 @@ Test(show, unknown_enum_and_unknown_fields)
 
 Test(show, stats_and_renamed_images)
 {
-	unsigned char file[18];
+	unsigned char file[HDR_LEN + 10];
 	int dirfd = dump_dirfd();
 	char *doc;
 	size_t len;
@@ -391,7 +393,7 @@ Test(show, stats_and_renamed_images)
 
 	/* an image kind with no schema yet: only its size */
 	unit_put_header(file, IMG_MAGIC, IMG_VERSION, IMG_STATS);
-	memset(file + 8, 0x11, 10);
+	memset(file + HDR_LEN, 0x11, 10);
 	unit_write_file(dirfd, "stats-dump.img", file, sizeof(file));
 	unit_make_dump(dirfd);
 	/* an image under another name, given explicitly: its header says what it is */
@@ -425,34 +427,35 @@ Test(show, empty_directory)
 Test(show, errors_leave_no_output)
 {
 	int dirfd = dump_dirfd();
-	unsigned char hdr[12];
+	unsigned char hdr[HDR_LEN + 4];
+	char want[64];
 
 	unit_make_dump(dirfd);
 	/* corrupt the last image in name order: the images before it were already rendered */
 	unit_put_header(hdr, IMG_MAGIC, IMG_VERSION, IMG_PSTREE);
-	memcpy(hdr + 8, "\x05\0\0\0", 4);
+	memcpy(hdr + HDR_LEN, "\x05\0\0\0", 4);
 	unit_write_file(dirfd, "pstree.img", hdr, sizeof(hdr));
-	show_fails("dump", "pstree.img", "truncated at offset 8");
+	snprintf(want, sizeof(want), "truncated at offset %zu", HDR_LEN);
+	show_fails("dump", "pstree.img", want);
 	show_fails("dump/pstree.img", "pstree.img", "message of 5 bytes, 0 left");
 
 	unit_put_header(hdr, 0x12345678, IMG_VERSION, IMG_CORE);
-	unit_write_file(dirfd, "core-1.img", hdr, 8);
+	unit_write_file(dirfd, "core-1.img", hdr, HDR_LEN);
 	show_fails("dump/core-1.img", "core-1.img", "bad magic 0x12345678");
 
 	unit_put_header(hdr, IMG_MAGIC, IMG_VERSION, IMG_PAGEMAP);
-	unit_write_file(dirfd, "pagemap-1.img", hdr, 8);
+	unit_write_file(dirfd, "pagemap-1.img", hdr, HDR_LEN);
 	show_fails("dump/pagemap-1.img", "pagemap-1.img", "pagemap image without a head");
 
 	/* a pagemap whose head is fine but whose next entry is garbage */
 	{
 		PagemapHead head = PAGEMAP_HEAD__INIT;
-		unsigned char file[64];
-		size_t len = protobuf_c_message_pack(&head.base, file + 12), off;
-		char want[64];
+		unsigned char file[HDR_LEN + 64];
+		size_t len = protobuf_c_message_pack(&head.base, file + HDR_LEN + 4), off;
 
-		memcpy(file, hdr, 8);
-		memcpy(file + 8, &(uint32_t){len}, 4);
-		off = 12 + len;
+		memcpy(file, hdr, HDR_LEN);
+		memcpy(file + HDR_LEN, &(uint32_t){len}, 4);
+		off = HDR_LEN + 4 + len;
 		memcpy(file + off, "\x02\0\0\0\xff\xff", 6);
 		unit_write_file(dirfd, "pagemap-1.img", file, off + 6);
 		snprintf(want, sizeof(want), "corrupt PagemapEntry message at offset %zu", off);
@@ -462,6 +465,33 @@ Test(show, errors_leave_no_output)
 
 	show_fails("dump/nonexistent.img", "nonexistent.img", "cannot access");
 	show_fails("nothing-here", "nothing-here", "No such file or directory");
+}
+
+/* Damage a sealed image would hide from the parser is refused, whole directory included. */
+Test(show, sealed_damage_is_refused)
+{
+	int dirfd = dump_dirfd();
+	unsigned char *file;
+	size_t len;
+
+	unit_make_dump(dirfd);
+	/* one payload byte of core-1.img flipped */
+	file = unit_read_file(dirfd, "core-1.img", &len);
+	file[len - 1] ^= 0x01;
+	unit_write_file(dirfd, "core-1.img", file, len);
+	show_fails("dump/core-1.img", "core-1.img", "corrupted (checksum mismatch)");
+	show_fails("dump", "core-1.img", "corrupted (checksum mismatch)");
+	file[len - 1] ^= 0x01;
+	unit_write_file(dirfd, "core-1.img", file, len);
+	free(file);
+	free(show_ok("dump"));
+	/* the last page of pages-1.img cut short */
+	file = unit_read_file(dirfd, "pages-1.img", &len);
+	unit_write_file(dirfd, "pages-1.img", file, len - 1);
+	free(file);
+	show_fails("dump/pages-1.img", "pages-1.img", "truncated or extended");
+	show_fails("dump", "pages-1.img", "truncated or extended");
+	close(dirfd);
 }
 
 Test(show, error_of_an_earlier_call_does_not_stick)
