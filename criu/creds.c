@@ -81,16 +81,17 @@ static bool creds_equal(const CredsEntry *c, const struct proc_status *st, long 
 		}                                                                               \
 	} while (0)
 
-int creds_restore(struct restore_ctx *r)
+/* Credentials are per thread in the kernel: each thread sets its own. */
+int creds_restore(struct restore_ctx *r, struct restore_thread *t)
 {
 	const CredsEntry *c = r->core->creds;
 	struct proc_status now;
-	struct rsys *rs = &r->rs;
+	struct rsys *rs = &t->rs;
 	long secbits = rsys1(rs, SYS_prctl, PR_GET_SECUREBITS);
 	struct __user_cap_header_struct *hdr;
 	struct __user_cap_data_struct *data;
 
-	if (proc_parse_status(r->child, &now))
+	if (proc_parse_status(t->tid, &now))
 		return -1;
 	if (creds_equal(c, &now, secbits))
 		return 0;

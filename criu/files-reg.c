@@ -293,16 +293,16 @@ err:
 	return -1;
 }
 
-static int read_files(struct restore_ctx *r, struct vec *entries)
+static int read_files(struct restore_tree *t)
 {
-	struct cr_img *img = img_open_read(r->dirfd, IMG_FILES, 0);
+	struct cr_img *img = img_open_read(t->dirfd, IMG_FILES, 0);
 	ProtobufCMessage *msg;
 	int n;
 
 	if (!img)
 		return -1;
 	while ((n = img_read_msg(img, &file_entry__descriptor, &msg)) == 1) {
-		FileEntry **slot = vec_push(entries);
+		FileEntry **slot = vec_push(&t->files);
 
 		if (!slot) {
 			protobuf_c_message_free_unpacked(msg, NULL);
@@ -320,87 +320,122 @@ static int read_files(struct restore_ctx *r, struct vec *entries)
 	return n;
 }
 
-int files_restore_prepare(struct restore_ctx *r)
+static int read_fdinfo(struct restore_ctx *r, int *max_fd)
 {
-	struct vec entries = VEC_INIT(FileEntry *), fdes = VEC_INIT(FdEntry *);
 	struct cr_img *img = img_open_read(r->dirfd, IMG_FDINFO, r->pid);
 	ProtobufCMessage *msg;
-	int n, ret = -1, max_fd = -1;
-	int *opened = NULL;
+	int n;
 
-	if (!img || read_files(r, &entries))
-		goto out;
+	if (!img)
+		return -1;
 	while ((n = img_read_msg(img, &fd_entry__descriptor, &msg)) == 1) {
-		FdEntry **slot = vec_push(&fdes);
+		FdEntry **slot = vec_push(&r->fdinfo);
 
 		if (!slot) {
 			protobuf_c_message_free_unpacked(msg, NULL);
-			goto out;
+			n = -1;
+			break;
 		}
 		*slot = (FdEntry *)msg;
 		if ((*slot)->fd > (1 << 20)) {
 			pr_err("%s: implausible fd %u", img_path(img), (*slot)->fd);
-			goto out;
+			n = -1;
+			break;
 		}
-		max_fd = max_t(int, max_fd, (int)(*slot)->fd);
+		*max_fd = max_t(int, *max_fd, (int)(*slot)->fd);
 	}
-	if (n < 0)
-		goto out;
-	/* Everything crest hands the child lives above the target's fds. */
-	r->helper_base = max_t(int, max_fd + 1, 3);
-	opened = calloc(entries.len + 1, sizeof(int));
-	if (!opened)
-		goto out;
-	for (size_t i = 0; i < entries.len; i++)
-		opened[i] = -1;
-	for (size_t i = 0; i < fdes.len; i++) {
-		const FdEntry *fe = *vec_at(&fdes, FdEntry *, i);
+	img_close(img);
+	return n;
+}
+
+int files_restore_read(struct restore_tree *t)
+{
+	int max_fd = -1;
+
+	if (read_files(t))
+		return -1;
+	t->file_fds = malloc((t->files.len + 1) * sizeof(int));
+	if (!t->file_fds)
+		return -1;
+	for (size_t i = 0; i < t->files.len; i++)
+		t->file_fds[i] = -1;
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		if (r->core && read_fdinfo(r, &max_fd))
+			return -1;
+	}
+	/* Everything crest hands the tasks lives above every task's fds. */
+	t->helper_base = max_t(int, max_fd + 1, 3);
+	return 0;
+}
+
+/* Open (once for the whole tree) every file this task's fds point at. */
+int files_restore_prepare(struct restore_ctx *r)
+{
+	struct restore_tree *t = r->tree;
+
+	for (size_t i = 0; i < r->fdinfo.len; i++) {
+		const FdEntry *fe = *vec_at(&r->fdinfo, FdEntry *, i);
+		struct fd_plan *p;
 		size_t k;
 
-		for (k = 0; k < entries.len; k++)
-			if ((*vec_at(&entries, FileEntry *, k))->id == fe->id)
+		for (k = 0; k < t->files.len; k++)
+			if ((*vec_at(&t->files, FileEntry *, k))->id == fe->id)
 				break;
-		if (k == entries.len) {
-			pr_err("%s: fd %u refers to unknown file %u", img_path(img), fe->fd, fe->id);
-			goto out;
+		if (k == t->files.len) {
+			pr_err("fdinfo-%d.img: fd %u refers to unknown file %u", r->pid, fe->fd,
+			       fe->id);
+			return -1;
 		}
-		if (opened[k] < 0) {
-			const FileEntry *f = *vec_at(&entries, FileEntry *, k);
+		if (t->file_fds[k] < 0) {
+			const FileEntry *f = *vec_at(&t->files, FileEntry *, k);
 			int fd = f->kind == FD_KIND__FD_TTY_INHERIT ? open_tty_inherit() :
 								      open_reg(r, f->reg);
 
-			if (fd < 0 || (opened[k] = restore_add_helper(r, fd)) < 0)
-				goto out;
+			if (fd < 0 || (t->file_fds[k] = restore_add_helper(t, fd)) < 0)
+				return -1;
 		}
-		struct fd_plan *p = vec_push(&r->fds);
-
+		p = vec_push(&r->fds);
 		if (!p)
-			goto out;
+			return -1;
 		p->fd = fe->fd;
-		p->src = opened[k];
+		p->src = t->file_fds[k];
 		p->cloexec = fe->cloexec;
 	}
-	ret = 0;
-out:
-	img_close(img);
-	for (size_t i = 0; i < entries.len; i++)
-		file_entry__free_unpacked(*vec_at(&entries, FileEntry *, i), NULL);
-	for (size_t i = 0; i < fdes.len; i++)
-		fd_entry__free_unpacked(*vec_at(&fdes, FdEntry *, i), NULL);
-	vec_free(&entries);
-	vec_free(&fdes);
-	free(opened);
-	return ret;
+	return 0;
 }
 
-/* Runs in the restore child before it stops: every target fd takes its number. */
-int files_restore_child(const struct restore_ctx *r)
+static int plan_cmp(const void *a, const void *b)
 {
+	return ((const struct fd_plan *)a)->fd - ((const struct fd_plan *)b)->fd;
+}
+
+/*
+ * Remote: every target fd takes its number, then everything else below the helpers goes
+ * (what the root inherited from crest, or a forked child from its parent).
+ */
+int files_restore(struct restore_ctx *r)
+{
+	struct rsys *rs = &r->rs;
+	unsigned int from = 0;
+
+	qsort(r->fds.data, r->fds.len, sizeof(struct fd_plan), plan_cmp);
 	for (size_t i = 0; i < r->fds.len; i++) {
 		const struct fd_plan *p = vec_at(&r->fds, struct fd_plan, i);
+		long ret = rsys3(rs, SYS_dup3, p->src, p->fd, p->cloexec ? O_CLOEXEC : 0);
 
-		if (dup3(p->src, p->fd, p->cloexec ? O_CLOEXEC : 0) != p->fd)
+		if (ret != p->fd) {
+			pr_err("cannot restore fd %d of %d (%ld)", p->fd, r->pid, ret);
 			return -1;
+		}
+		if (p->fd > (int)from && rcheck(r, "close_range",
+						rsys3(rs, SYS_close_range, from, p->fd - 1, 0)))
+			return -1;
+		from = p->fd + 1;
 	}
+	if ((int)from < r->helper_base &&
+	    rcheck(r, "close_range", rsys3(rs, SYS_close_range, from, r->helper_base - 1, 0)))
+		return -1;
 	return 0;
 }

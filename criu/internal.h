@@ -73,39 +73,72 @@ struct dump_ctx {
 
 #define dump_thread_at(d, i) vec_at(&(d)->threads, struct dump_thread, i)
 
-/* One fd the restored task must have: dup3(src, fd) in the child before it stops. */
+/* One fd the restored task must have: dup3(src, fd) by a remote syscall. */
 struct fd_plan {
 	int fd;
-	int src; /* open in crest, >= helper base, inherited by the child */
+	int src; /* open in crest, >= helper base, inherited by the task */
 	bool cloexec;
+};
+
+/* Tree-wide restore state: what every task shares. */
+struct restore_tree {
+	const struct crest_opts *opts;
+	int dirfd;
+	InventoryEntry *inv;
+	struct vec tasks;   /* struct restore_ctx *, pstree order: parents first */
+	struct vec files;   /* FileEntry * from files.img */
+	int *file_fds;	    /* per files entry: its helper fd, or -1 until needed */
+	struct vec vma_files; /* struct vma_file: mapped files opened once for all tasks */
+	struct vec helpers; /* int: crest fds every task inherits and closes at its end */
+	int helper_base;    /* every helper fd is >= this, every target fd below */
+	int exe_fds_unused;
+};
+
+struct vma_file {
+	const char *path;
+	bool may_write;
+	int fd;
+};
+
+struct restore_thread {
+	pid_t tid;
+	ThreadCoreEntry *core;
+	struct rsys rs;
+	struct user_regs_struct regs; /* final registers, computed before scratch goes */
+	bool attached;
 };
 
 struct restore_ctx {
 	const struct crest_opts *opts;
+	struct restore_tree *tree;
+	struct restore_ctx *parent;
 	int dirfd;
 	pid_t pid;
-	InventoryEntry *inv;
 	PstreeEntry *pstree;
-	TaskCoreEntry *core;
+	TaskCoreEntry *core; /* NULL for zombies */
 	MmEntry *mm;
 	PagemapEntry **pagemap; /* validated runs, in address order */
 	size_t nr_pagemap;
 	PagemapHead *pagemap_head;
-	struct vec fds;	    /* struct fd_plan */
-	struct vec helpers; /* int: crest fds the child inherits; closed by it at the end */
-	int helper_base;    /* every helper fd is >= this, every target fd below */
+	struct vec fdinfo; /* FdEntry * */
+	struct vec fds;	   /* struct fd_plan */
+	int helper_base;   /* == tree->helper_base */
 	int pages_fd;
 	int *vma_fds; /* per mm->vmas[i]: file to map, or -1 */
 	int exe_fd;
-	int tty_fd;	/* --shell-job terminal, or -1 */
-	struct rsys rs;
-	pid_t child;
+	struct vec threads; /* struct restore_thread, the leader first */
+	struct rsys rs;	    /* the leader's: remote syscalls and the scratch memory */
+	pid_t child;	    /* the task once it exists (== pid) */
+	bool exists;	    /* created: killed if the restore fails */
 };
+
+#define restore_thread_at(r, i) vec_at(&(r)->threads, struct restore_thread, i)
 
 /* mem.c: VMAs, pages, mm fields */
 int mem_dump(struct dump_ctx *d, MmEntry *mm);
 int mem_restore_prepare(struct restore_ctx *r);
-int mem_restore(struct restore_ctx *r);
+int mem_restore(struct restore_ctx *r);		  /* fresh address space (the root) */
+int mem_restore_inherited(struct restore_ctx *r); /* forked from its restored parent */
 const struct proc_vma *vma_find_special(const struct vec *vmas, const char *name);
 
 /* pages.c: page contents */
@@ -113,40 +146,47 @@ int pages_dump(struct dump_ctx *d, MmEntry *mm);
 int pages_restore_prepare(struct restore_ctx *r);
 int pages_restore(struct restore_ctx *r);
 bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end);
+bool pages_present_in(const struct restore_ctx *r, uint64_t start, uint64_t end);
+int pages_drop_inherited(struct restore_ctx *r);
 
 /* sigs.c: dispositions, mask, pending, sigaltstack */
 int sigs_dump(struct dump_ctx *d);
 int sigs_dump_thread(struct dump_ctx *d, struct dump_thread *t);
-int sigs_restore_child(const struct restore_ctx *r);
+int sigs_restore(struct restore_ctx *r);
+int sigs_restore_thread(struct restore_ctx *r, struct restore_thread *t);
 int sigs_validate(const TaskCoreEntry *core);
 
 /* timers.c: itimers and POSIX timers */
 int timers_dump(struct dump_ctx *d);
-int timers_restore_child(const struct restore_ctx *r);
+int timers_restore(struct restore_ctx *r);
 
 /* creds.c */
 int creds_dump(struct dump_ctx *d);
-int creds_restore(struct restore_ctx *r);
+int creds_restore(struct restore_ctx *r, struct restore_thread *t);
 
 /* files-reg.c: the fd table (regular files, directories, character devices, terminal) */
 int files_dump(struct dump_ctx *d);
+int files_restore_read(struct restore_tree *t); /* files.img, every fdinfo, the helper base */
 int files_restore_prepare(struct restore_ctx *r);
-int files_restore_child(const struct restore_ctx *r);
+int files_restore(struct restore_ctx *r);
 
 /* task.c: per-task odds and ends (rlimits, umask, cwd, personality, prctl values, ...) */
 int task_dump(struct dump_ctx *d);
 int task_dump_thread(struct dump_ctx *d, struct dump_thread *t);
-int task_restore_child(const struct restore_ctx *r);
+int task_restore(struct restore_ctx *r);
 int task_restore_late(struct restore_ctx *r);
-int task_restore_dumpable(struct restore_ctx *r);
+int task_restore_thread(struct restore_ctx *r, struct restore_thread *t);
+int task_restore_dumpable(struct restore_ctx *r, struct restore_thread *t);
 
 /* regs.c: registers, FPU state and syscall restart */
 int regs_dump(struct dump_ctx *d, struct dump_thread *t);
-int regs_prepare_restart(struct restore_ctx *r, struct user_regs_struct *out);
-int regs_restore(struct restore_ctx *r, const struct user_regs_struct *regs);
+int regs_prepare_restart(struct restore_ctx *r, struct restore_thread *t);
+int regs_restore(struct restore_thread *t);
 
-/* helper fds: open in crest above the target's fd range, so the child inherits them */
-int restore_add_helper(struct restore_ctx *r, int fd);
+/* helper fds: open in crest above every task's fd range, so the tasks inherit them */
+int restore_add_helper(struct restore_tree *t, int fd);
+/* Report a failed remote syscall (ret < 0) and return -1, else 0. */
+int rcheck(const struct restore_ctx *r, const char *what, long ret);
 
 
 #endif

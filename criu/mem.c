@@ -245,38 +245,48 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 
 /* ---- restore ---- */
 
-static int open_vma_file(struct restore_ctx *r, const VmaEntry *v)
+/* One open file per path and mode serves every VMA of it, in every task. */
+static int open_mapped_file(struct restore_ctx *r, const char *path, bool may_write,
+			    const VmaEntry *v)
 {
-	int flags = (v->may_write ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+	struct restore_tree *t = r->tree;
+	struct vma_file *vf;
 	struct stat st;
 	int fd;
 
-	/* One open file per path and mode serves every VMA of it. */
-	for (size_t i = 0; i < r->mm->n_vmas && r->mm->vmas[i] != v; i++) {
-		const VmaEntry *o = r->mm->vmas[i];
-
-		if (r->vma_fds[i] >= 0 && !strcmp(o->path, v->path) && o->may_write == v->may_write)
-			return r->vma_fds[i];
+	for (size_t i = 0; i < t->vma_files.len; i++) {
+		vf = vec_at(&t->vma_files, struct vma_file, i);
+		if (vf->may_write == may_write && !strcmp(vf->path, path))
+			goto check;
 	}
-	fd = open(v->path, flags);
+	fd = open(path, (may_write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0) {
-		pr_perror("cannot open mapped file %s", v->path);
+		pr_perror("cannot open mapped file %s", path);
 		return -1;
 	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		pr_err("mapped file %s is not a regular file any more", v->path);
+		pr_err("mapped file %s is not a regular file any more", path);
 		close(fd);
 		return -1;
 	}
-	if (v->has_file_size && (uint64_t)st.st_size != v->file_size &&
-	    !r->opts->skip_file_size_check) {
+	fd = restore_add_helper(t, fd);
+	if (fd < 0)
+		return -1;
+	vf = vec_push(&t->vma_files);
+	if (!vf)
+		return -1;
+	vf->path = path;
+	vf->may_write = may_write;
+	vf->fd = fd;
+check:
+	if (v && v->has_file_size && !r->opts->skip_file_size_check &&
+	    (fstat(vf->fd, &st) || (uint64_t)st.st_size != v->file_size)) {
 		pr_err("mapped file %s changed size since the dump (%llu -> %lld bytes); "
 		       "--skip-file-size-check to restore anyway",
-		       v->path, (unsigned long long)v->file_size, (long long)st.st_size);
-		close(fd);
+		       path, (unsigned long long)v->file_size, (long long)st.st_size);
 		return -1;
 	}
-	return restore_add_helper(r, fd);
+	return vf->fd;
 }
 
 /* Check the layout and open every mapped file while crest still can (before the child). */
@@ -305,32 +315,17 @@ int mem_restore_prepare(struct restore_ctx *r)
 		}
 		prev_end = v->end;
 		if (file) {
-			r->vma_fds[i] = open_vma_file(r, v);
+			r->vma_fds[i] = open_mapped_file(r, v->path, v->may_write, v);
 			if (r->vma_fds[i] < 0)
 				return -1;
 		}
 	}
 	if (mm->exe_path) {
-		int fd = open(mm->exe_path, O_RDONLY | O_CLOEXEC);
-
-		if (fd < 0) {
-			pr_perror("cannot open executable %s", mm->exe_path);
-			return -1;
-		}
-		r->exe_fd = restore_add_helper(r, fd);
+		r->exe_fd = open_mapped_file(r, mm->exe_path, false, NULL);
 		if (r->exe_fd < 0)
 			return -1;
 	}
 	return pages_restore_prepare(r);
-}
-
-static long rcall_checked(struct restore_ctx *r, const char *what, long ret)
-{
-	if (ret < 0 && ret > -4096) {
-		errno = -ret;
-		pr_perror("restoring memory of %d: %s", r->pid, what);
-	}
-	return ret;
 }
 
 /* Unmap everything the child inherited from crest, except its vdso family. */
@@ -351,7 +346,7 @@ static int unmap_inherited(struct restore_ctx *r, const struct vec *child_vmas)
 			continue; /* [heap], [stack]: plain memory, unmapped with the rest */
 		if (to > TASK_SIZE_MAX)
 			to = TASK_SIZE_MAX;
-		if (to > from && rcall_checked(r, "munmap", rsys2(&r->rs, SYS_munmap, from,
+		if (to > from && rcheck(r, "munmap", rsys2(&r->rs, SYS_munmap, from,
 								  to - from)))
 			return -1;
 		if (v)
@@ -452,7 +447,7 @@ static int move_specials(struct restore_ctx *r, const struct vec *child_vmas)
 			long ret = rsys5(&r->rs, SYS_mremap, from, mv[i].len, mv[i].len,
 					 MREMAP_MAYMOVE | MREMAP_FIXED, to);
 
-			if (rcall_checked(r, mv[i].name, ret) < 0 && ret > -4096)
+			if (rcheck(r, mv[i].name, ret))
 				return -1;
 			if (mv[i].kind == VMA_KIND__VMA_VDSO)
 				r->rs.ip += to - from;
@@ -475,6 +470,8 @@ static int map_vmas(struct restore_ctx *r)
 		unsigned long prot = v->prot, flags = MAP_FIXED, fd = -1, off = 0;
 		long ret;
 
+		if (r->parent && v->inherit)
+			continue; /* already there, from fork */
 		switch (v->kind) {
 		case VMA_KIND__VMA_ANON_PRIVATE:
 			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
@@ -528,23 +525,23 @@ static int apply_madvise(struct restore_ctx *r, const VmaEntry *v)
 	for (size_t i = 0; i < ARRAY_SIZE(adv); i++) {
 		if (!(v->madv & adv[i].bit))
 			continue;
-		if (rcall_checked(r, "madvise",
+		if (rcheck(r, "madvise",
 				  rsys3(&r->rs, SYS_madvise, v->start, len, adv[i].advice)))
 			return -1;
 	}
 	if (v->madv & VMA_MADV__MADV_BIT_LOCKONFAULT) {
-		if (rcall_checked(r, "mlock2",
+		if (rcheck(r, "mlock2",
 				  rsys3(&r->rs, SYS_mlock2, v->start, len, 1 /* MLOCK_ONFAULT */)))
 			return -1;
 	} else if (v->madv & VMA_MADV__MADV_BIT_LOCKED) {
-		if (rcall_checked(r, "mlock", rsys2(&r->rs, SYS_mlock, v->start, len)))
+		if (rcheck(r, "mlock", rsys2(&r->rs, SYS_mlock, v->start, len)))
 			return -1;
 	}
 	if (v->anon_name) {
 		size_t n = strlen(v->anon_name) + 1;
 
 		if (n > 256 || rsys_poke(&r->rs, r->rs.scratch, v->anon_name, n) ||
-		    rcall_checked(r, "name anonymous memory",
+		    rcheck(r, "name anonymous memory",
 				  rsys5(&r->rs, SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME,
 					v->start, len, r->rs.scratch)))
 			return -1;
@@ -559,8 +556,17 @@ static int finish_vmas(struct restore_ctx *r)
 
 		if (v->kind > VMA_KIND__VMA_FILE_SHARED)
 			continue;
+		if (r->parent && v->inherit) {
+			/* fork keeps protections and advice, but never mlock */
+			if ((v->madv & (VMA_MADV__MADV_BIT_LOCKED | VMA_MADV__MADV_BIT_LOCKONFAULT)) &&
+			    rcheck(r, "mlock",
+				   rsys3(&r->rs, SYS_mlock2, v->start, v->end - v->start,
+					 v->madv & VMA_MADV__MADV_BIT_LOCKONFAULT ? 1 : 0)))
+				return -1;
+			continue;
+		}
 		if (vma_has_data(r, v) && v->prot != (PROT_READ | PROT_WRITE) &&
-		    rcall_checked(r, "mprotect",
+		    rcheck(r, "mprotect",
 				  rsys3(&r->rs, SYS_mprotect, v->start, v->end - v->start, v->prot)))
 			return -1;
 		if (apply_madvise(r, v))
@@ -598,7 +604,7 @@ static int restore_mm_fields(struct restore_ctx *r)
 	    (map.auxv_size &&
 	     rsys_poke(&r->rs, r->rs.scratch + sizeof(map), mm->auxv, map.auxv_size)))
 		return -1;
-	if (rcall_checked(r, "prctl(PR_SET_MM_MAP)",
+	if (rcheck(r, "prctl(PR_SET_MM_MAP)",
 			  rsys5(&r->rs, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, r->rs.scratch,
 				sizeof(map), 0)))
 		return -1;
@@ -630,5 +636,67 @@ int mem_restore(struct restore_ctx *r)
 	ret = 0;
 out:
 	vec_free(&child_vmas);
+	return ret;
+}
+
+static bool inherited_vma_at(const struct restore_ctx *r, const struct proc_vma *c)
+{
+	for (size_t i = 0; i < r->mm->n_vmas; i++) {
+		const VmaEntry *v = r->mm->vmas[i];
+
+		if (v->inherit && v->start == c->start && v->end == c->end)
+			return true;
+	}
+	return false;
+}
+
+/* Temporarily writable inherited VMAs that receive pages of their own; back after. */
+static int inherited_prot(struct restore_ctx *r, bool writable)
+{
+	for (size_t i = 0; i < r->mm->n_vmas; i++) {
+		const VmaEntry *v = r->mm->vmas[i];
+		unsigned long prot = writable ? v->prot | PROT_READ | PROT_WRITE : v->prot;
+
+		if (!v->inherit || v->prot == (v->prot | PROT_READ | PROT_WRITE) ||
+		    v->kind == VMA_KIND__VMA_FILE_SHARED || !pages_present_in(r, v->start, v->end))
+			continue;
+		if (rcheck(r, "mprotect", rsys3(&r->rs, SYS_mprotect, v->start, v->end - v->start,
+						prot)))
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * A task forked from its restored parent has the parent's address space.  It keeps the VMAs
+ * the dump found identical in both (their pages shared copy-on-write stay shared), drops the
+ * rest, maps its own, writes the pages that are its own, and drops inherited pages it did not
+ * have.
+ */
+int mem_restore_inherited(struct restore_ctx *r)
+{
+	struct vec now = VEC_INIT(struct proc_vma);
+	int ret = -1;
+
+	if (proc_parse_smaps(r->pid, &now))
+		goto out;
+	for (size_t i = 0; i < now.len; i++) {
+		const struct proc_vma *c = vec_at(&now, struct proc_vma, i);
+
+		if (c->start >= TASK_SIZE_MAX || !strcmp(c->path, "[vdso]") ||
+		    !strcmp(c->path, "[vvar]") || !strcmp(c->path, "[vvar_vclock]") ||
+		    (c->start >= r->rs.scratch && c->end <= r->rs.scratch + r->rs.scratch_len) ||
+		    inherited_vma_at(r, c))
+			continue;
+		if (rcheck(r, "munmap", rsys2(&r->rs, SYS_munmap, c->start, c->end - c->start)))
+			goto out;
+	}
+	if (map_vmas(r) || inherited_prot(r, true) || pages_restore(r) ||
+	    inherited_prot(r, false) || pages_drop_inherited(r) || finish_vmas(r) ||
+	    restore_mm_fields(r))
+		goto out;
+	ret = 0;
+out:
+	vec_free(&now);
 	return ret;
 }

@@ -480,7 +480,7 @@ int pages_restore_prepare(struct restore_ctx *r)
 		goto out;
 	}
 	r->pages_fd = dup(img_fd(pages));
-	if (r->pages_fd < 0 || (r->pages_fd = restore_add_helper(r, r->pages_fd)) < 0) {
+	if (r->pages_fd < 0 || (r->pages_fd = restore_add_helper(r->tree, r->pages_fd)) < 0) {
 		pr_perror("cannot keep the pages image open");
 		goto out;
 	}
@@ -562,5 +562,56 @@ int pages_restore(struct restore_ctx *r)
 	}
 	if (n && fill_batch(r, iov, n, batch_off, bytes))
 		return -1;
+	return 0;
+}
+
+/* True when a run with data of this task's own falls in [start, end). */
+bool pages_present_in(const struct restore_ctx *r, uint64_t start, uint64_t end)
+{
+	for (size_t i = 0; i < r->nr_pagemap; i++) {
+		const PagemapEntry *e = r->pagemap[i];
+
+		if (e->vaddr >= end)
+			break;
+		if ((e->flags & PAGEMAP_FLAGS__PE_PRESENT) &&
+		    e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE > start)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * In a VMA inherited from the parent, every page that is neither shared with the parent nor
+ * written from our own image was absent (or the zero page) in this task: drop it, so it reads
+ * as zero (anonymous) or as the file again (private file mapping).
+ */
+int pages_drop_inherited(struct restore_ctx *r)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < r->mm->n_vmas; i++) {
+		const VmaEntry *v = r->mm->vmas[i];
+		uint64_t pos = v->start;
+
+		if (!v->inherit || (v->kind != VMA_KIND__VMA_ANON_PRIVATE &&
+				    v->kind != VMA_KIND__VMA_FILE_PRIVATE))
+			continue;
+		while (k < r->nr_pagemap && r->pagemap[k]->vaddr < v->start)
+			k++;
+		for (;; k++) {
+			const PagemapEntry *e = k < r->nr_pagemap ? r->pagemap[k] : NULL;
+			uint64_t until = e && e->vaddr < v->end ? e->vaddr : v->end;
+
+			if (until > pos &&
+			    rcheck(r, "madvise(MADV_DONTNEED)",
+				   rsys3(&r->rs, SYS_madvise, pos, until - pos, MADV_DONTNEED)))
+				return -1;
+			if (!e || e->vaddr >= v->end)
+				break;
+			pos = e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE;
+			if (e->flags == PAGEMAP_FLAGS__PE_ZERO)
+				pos = e->vaddr; /* zero runs are dropped too */
+		}
+	}
 	return 0;
 }

@@ -279,7 +279,8 @@ long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, uns
 	for (;;) {
 		if (ptrace(PTRACE_SINGLESTEP, rs->tid, 0, 0) || wait_stop(rs->tid, &status))
 			return rsys_fail(rs, "step");
-		if (is_event_stop(status)) /* a pending PTRACE_INTERRUPT fires first */
+		/* a pending PTRACE_INTERRUPT, or the fork/clone event of a remote clone3 */
+		if (WIFSTOPPED(status) && (status >> 16))
 			continue;
 		if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP)
 			break;

@@ -103,30 +103,33 @@ int regs_dump(struct dump_ctx *d, struct dump_thread *t)
 	return dump_sleep_restart(d, t);
 }
 
-/* Re-arm an interrupted sleep; returns the register ax value the task should resume with. */
-static int plant_sleep_restart(struct restore_ctx *r, const ThreadCoreEntry *t, long *ax)
+/* Re-arm an interrupted sleep; returns the register ax value the thread should resume with. */
+static int plant_sleep_restart(struct restore_ctx *r, struct restore_thread *th, long *ax)
 {
+	const ThreadCoreEntry *t = th->core;
 	const UserRegsX86Entry *regs = t->regs;
 	const SleepRestartEntry *s = t->sleep_restart;
 	struct timespec ts = { s->remaining_ns / 1000000000ULL, s->remaining_ns % 1000000000ULL };
 	unsigned long rem = regs->orig_ax == SYS_nanosleep ? regs->si : regs->r10;
 	long ret;
 
-	if (rsys_poke(&r->rs, r->rs.scratch, &ts, sizeof(ts)))
+	if (rsys_poke(&th->rs, th->rs.scratch, &ts, sizeof(ts)))
 		return -1;
-	ret = rsys_call_interrupted(&r->rs, SYS_clock_nanosleep, s->clockid, 0, r->rs.scratch, rem);
+	ret = rsys_call_interrupted(&th->rs, SYS_clock_nanosleep, s->clockid, 0, th->rs.scratch,
+				    rem);
 	if (ret == -ERESTART_RESTARTBLOCK || ret == 0) {
 		*ax = ret; /* 0: the time was already up */
 		return 0;
 	}
-	pr_err("cannot re-arm the sleep of %d (%ld)", r->pid, ret);
+	pr_err("cannot re-arm the sleep of %d (%ld)", th->tid, ret);
 	return -1;
 }
 
 /* Uses scratch memory: run before it is unmapped.  Computes the final registers. */
-int regs_prepare_restart(struct restore_ctx *r, struct user_regs_struct *out)
+int regs_prepare_restart(struct restore_ctx *r, struct restore_thread *th)
 {
-	const ThreadCoreEntry *t = r->core->threads[0];
+	const ThreadCoreEntry *t = th->core;
+	struct user_regs_struct *out = &th->regs;
 	long ax;
 
 	entry_to_regs(t->regs, out);
@@ -134,7 +137,7 @@ int regs_prepare_restart(struct restore_ctx *r, struct user_regs_struct *out)
 	if (ax != -ERESTART_RESTARTBLOCK)
 		return 0;
 	if (t->sleep_restart) {
-		if (plant_sleep_restart(r, t, &ax))
+		if (plant_sleep_restart(r, th, &ax))
 			return -1;
 		if (ax == 0) {
 			out->rax = 0;
@@ -146,12 +149,12 @@ int regs_prepare_restart(struct restore_ctx *r, struct user_regs_struct *out)
 	return 0;
 }
 
-/* From the final event-stop: the restart logic runs on these as the task leaves it. */
-int regs_restore(struct restore_ctx *r, const struct user_regs_struct *regs)
+/* From the final event-stop: the restart logic runs on these as the thread leaves it. */
+int regs_restore(struct restore_thread *th)
 {
-	const ThreadCoreEntry *t = r->core->threads[0];
+	const ThreadCoreEntry *t = th->core;
 
-	if (t->has_xsave && ptrace_set_xsave(r->child, t->xsave.data, t->xsave.len))
+	if (t->has_xsave && ptrace_set_xsave(th->tid, t->xsave.data, t->xsave.len))
 		return -1;
-	return ptrace_set_regs(r->child, regs);
+	return ptrace_set_regs(th->tid, &th->regs);
 }

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * crest restore.  crest forks the task with clone3(set_tid) so it gets its old PID.  Until it
- * stops, the child still runs crest's code and sets up everything that does not depend on the
- * address space: fds, session, cwd, umask, name, signal actions, timers, pending signals.
- * Then crest seizes it and, by remote syscalls, replaces its address space with the dumped
- * one, restores mm fields, thread pointers, credentials, the signal mask and registers, and
- * lets it go.  A failure at any point kills the child: nothing half-built survives.
+ * crest restore.  The root task is forked by crest with clone3(set_tid) so it gets its old
+ * PID; it stops at once, crest seizes it and, by remote syscalls, replaces its address space
+ * with the dumped one and gives it its fds, session, signal state and timers.  Each child is
+ * then forked by its restored parent (a remote clone3 with set_tid), so it starts with the
+ * parent's memory, fds and session, and pages the two shared copy-on-write stay shared; it is
+ * fixed up the same way.  Threads are created by a remote clone3 in their task.  Every task
+ * stays stopped until the whole tree is built; only then do credentials, masks and registers
+ * go in and everything is let go.  A failure at any point kills every task created.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,19 +33,21 @@
 #include "log.h"
 
 #define RSEQ_SIG 0x53053053
+#define THREAD_FLAGS                                                                            \
+	(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM)
 
 int open_images_dir(const char *dir, bool create);
 
-int restore_add_helper(struct restore_ctx *r, int fd)
+int restore_add_helper(struct restore_tree *t, int fd)
 {
-	int nfd = fd_move_above(fd, r->helper_base), *slot;
+	int nfd = fd_move_above(fd, t->helper_base), *slot;
 
 	if (nfd < 0) {
-		pr_perror("cannot move fd above %d", r->helper_base);
+		pr_perror("cannot move fd above %d", t->helper_base);
 		close(fd);
 		return -1;
 	}
-	slot = vec_push(&r->helpers);
+	slot = vec_push(&t->helpers);
 	if (!slot) {
 		close(nfd);
 		return -1;
@@ -52,53 +56,161 @@ int restore_add_helper(struct restore_ctx *r, int fd)
 	return nfd;
 }
 
-static int read_images(struct restore_ctx *r)
+int rcheck(const struct restore_ctx *r, const char *what, long ret)
+{
+	if (ret >= 0 || ret <= -4096)
+		return 0;
+	pr_err("restoring %d: %s: %s", r->pid, what, strerror((int)-ret));
+	return -1;
+}
+
+static struct restore_ctx *task_by_pid(struct restore_tree *t, pid_t pid)
+{
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		if (r->pid == pid)
+			return r;
+	}
+	return NULL;
+}
+
+static int check_inventory(struct restore_tree *t)
 {
 	ProtobufCMessage *msg;
 	struct utsname u;
 
-	if (img_read_one(r->dirfd, IMG_INVENTORY, 0, &inventory_entry__descriptor, &msg))
+	if (img_read_one(t->dirfd, IMG_INVENTORY, 0, &inventory_entry__descriptor, &msg))
 		return -1;
-	r->inv = (InventoryEntry *)msg;
+	t->inv = (InventoryEntry *)msg;
 	uname(&u);
-	if (r->inv->img_version != IMG_VERSION) {
-		pr_err("inventory.img: image version %u, this crest reads %u", r->inv->img_version,
+	if (t->inv->img_version != IMG_VERSION) {
+		pr_err("inventory.img: image version %u, this crest reads %u", t->inv->img_version,
 		       IMG_VERSION);
 		return -1;
 	}
-	if (strcmp(r->inv->arch, u.machine)) {
-		pr_err("images are for %s, this machine is %s", r->inv->arch, u.machine);
+	if (strcmp(t->inv->arch, u.machine)) {
+		pr_err("images are for %s, this machine is %s", t->inv->arch, u.machine);
 		return -1;
 	}
-	if (r->inv->has_vdso_sha256) {
+	if (t->inv->has_vdso_sha256) {
 		unsigned char digest[32];
 		size_t len;
 
-		if (vdso_digest(digest, &len) || r->inv->vdso_sha256.len != sizeof(digest) ||
-		    memcmp(digest, r->inv->vdso_sha256.data, sizeof(digest))) {
+		if (vdso_digest(digest, &len) || t->inv->vdso_sha256.len != sizeof(digest) ||
+		    memcmp(digest, t->inv->vdso_sha256.data, sizeof(digest))) {
 			pr_err("this kernel's vdso differs from the one the images were dumped on "
 			       "(kernel %s): restore on the same kernel",
-			       r->inv->kernel_release);
+			       t->inv->kernel_release);
 			return -1;
 		}
 	}
-	if (img_read_one(r->dirfd, IMG_PSTREE, 0, &pstree_entry__descriptor, &msg))
+	return 0;
+}
+
+/* pstree.img: parents before children, every parent in the dump, every pid once. */
+static int read_pstree(struct restore_tree *t)
+{
+	struct cr_img *img = img_open_read(t->dirfd, IMG_PSTREE, 0);
+	ProtobufCMessage *msg;
+	int n;
+
+	if (!img)
 		return -1;
-	r->pstree = (PstreeEntry *)msg;
-	r->pid = r->pstree->pid;
-	if (r->pid <= 1 || r->pstree->pid != r->inv->root_pid || r->pstree->n_threads != 1 ||
-	    r->pstree->threads[0] != r->pstree->pid) {
-		pr_err("pstree.img: unsupported or inconsistent tree (pid %u, %zu threads)",
-		       r->pstree->pid, r->pstree->n_threads);
+	while ((n = img_read_msg(img, &pstree_entry__descriptor, &msg)) == 1) {
+		PstreeEntry *ps = (PstreeEntry *)msg;
+		struct restore_ctx *r = calloc(1, sizeof(*r)), **slot;
+		bool root = t->tasks.len == 0;
+
+		if (!r || !(slot = vec_push(&t->tasks))) {
+			free(r);
+			protobuf_c_message_free_unpacked(msg, NULL);
+			n = -1;
+			break;
+		}
+		*slot = r;
+		r->pstree = ps;
+		r->pid = ps->pid;
+		r->tree = t;
+		r->opts = t->opts;
+		r->dirfd = t->dirfd;
+		r->pages_fd = r->exe_fd = -1;
+		r->fdinfo = (struct vec)VEC_INIT(FdEntry *);
+		r->fds = (struct vec)VEC_INIT(struct fd_plan);
+		r->threads = (struct vec)VEC_INIT(struct restore_thread);
+		r->parent = root ? NULL : task_by_pid(t, ps->ppid);
+		if (ps->pid <= 1 || (root ? ps->ppid != 0 || ps->pid != t->inv->root_pid ||
+						    ps->zombie :
+					    !r->parent || r->parent->pstree->zombie) ||
+		    task_by_pid(t, ps->pid) != r ||
+		    (!ps->zombie && (ps->n_threads < 1 || ps->threads[0] != ps->pid))) {
+			pr_err("%s: task %u is malformed or out of order", img_path(img), ps->pid);
+			n = -1;
+			break;
+		}
+		/* a child is forked in its parent's session, or starts its own */
+		if (!root && ps->sid != ps->pid && ps->sid != r->parent->pstree->sid) {
+			pr_err("task %u is in session %u, its parent %u in %u: such session "
+			       "layouts are not supported yet",
+			       ps->pid, ps->sid, ps->ppid, r->parent->pstree->sid);
+			n = -1;
+			break;
+		}
+	}
+	if (!n && !t->tasks.len) {
+		pr_err("%s: empty", img_path(img));
+		n = -1;
+	}
+	img_close(img);
+	return n;
+}
+
+static int pid_is_free(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	if (!access(path, F_OK) || kill(pid, 0) == 0 || errno != ESRCH) {
+		pr_err("pid %d is already in use: cannot restore with the same pid", pid);
 		return -1;
 	}
+	return 0;
+}
+
+/* Read and check one live task's images; every pid and tid it needs must be free. */
+static int read_task(struct restore_ctx *r)
+{
+	const PstreeEntry *ps = r->pstree;
+	ProtobufCMessage *msg;
+
+	if (pid_is_free(r->pid))
+		return -1;
+	if (ps->zombie)
+		return 0;
+	for (size_t i = 1; i < ps->n_threads; i++)
+		if (pid_is_free(ps->threads[i]))
+			return -1;
 	if (img_read_one(r->dirfd, IMG_CORE, r->pid, &task_core_entry__descriptor, &msg))
 		return -1;
 	r->core = (TaskCoreEntry *)msg;
-	if (r->core->pid != (uint32_t)r->pid || r->core->n_threads != 1 ||
-	    !r->core->threads[0]->regs || r->core->creds == NULL) {
+	if (r->core->pid != (uint32_t)r->pid || r->core->n_threads != ps->n_threads ||
+	    !r->core->creds) {
 		pr_err("core-%d.img: inconsistent with pstree.img", r->pid);
 		return -1;
+	}
+	for (size_t i = 0; i < ps->n_threads; i++) {
+		const ThreadCoreEntry *tc = r->core->threads[i];
+		struct restore_thread *th;
+
+		if (tc->tid != ps->threads[i] || !tc->regs) {
+			pr_err("core-%d.img: thread %zu is inconsistent with pstree.img", r->pid, i);
+			return -1;
+		}
+		th = vec_push(&r->threads);
+		if (!th)
+			return -1;
+		th->tid = tc->tid;
+		th->core = r->core->threads[i];
 	}
 	if (sigs_validate(r->core))
 		return -1;
@@ -106,24 +218,6 @@ static int read_images(struct restore_ctx *r)
 		return -1;
 	r->mm = (MmEntry *)msg;
 	return 0;
-}
-
-static int int_cmp(const void *a, const void *b)
-{
-	return *(const int *)a - *(const int *)b;
-}
-
-/* Close every fd of the child that is neither a target fd nor a helper. */
-static void child_close_others(const int *keep, size_t n)
-{
-	unsigned int from = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if ((unsigned int)keep[i] > from)
-			syscall(SYS_close_range, from, keep[i] - 1, 0);
-		from = keep[i] + 1;
-	}
-	syscall(SYS_close_range, from, ~0U, 0);
 }
 
 /* glibc registered an rseq area in crest's TLS: the new address space will not have it. */
@@ -139,206 +233,438 @@ static void child_unregister_rseq(void)
 			return;
 }
 
-static void __attribute__((noreturn))
-child_fail(int status_fd, const char *step)
-{
-	char msg[256];
-	int n = snprintf(msg, sizeof(msg), "%s: %s", step, strerror(errno));
-
-	write(status_fd, msg, n > 0 ? n : 0);
-	_exit(1);
-}
-
-static void __attribute__((noreturn))
-child_main(struct restore_ctx *r, pid_t parent, int status_fd, int wait_fd, const int *keep,
-	   size_t nkeep)
+/* The root, until crest seizes it: quiet, and bound to die with crest. */
+static void __attribute__((noreturn)) root_child(pid_t parent, int status_fd, int wait_fd)
 {
 	uint64_t all = ~0ULL;
-	char c;
+	char c = 0;
 
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (getppid() != parent)
 		_exit(1);
 	child_unregister_rseq();
-	if (files_restore_child(r))
-		child_fail(status_fd, "fds");
-	child_close_others(keep, nkeep);
-	if (task_restore_child(r))
-		child_fail(status_fd, "task state (session, cwd, umask, name)");
-	if (sigs_restore_child(r))
-		child_fail(status_fd, "signals");
-	if (timers_restore_child(r))
-		child_fail(status_fd, "timers");
-	c = 0;
 	write(status_fd, &c, 1);
-	/* crest seizes us here and never lets this read return. */
-	for (;;)
+	for (;;) /* crest seizes us here and never lets this read return */
 		read(wait_fd, &c, 1);
 }
 
-static int pid_is_free(pid_t pid)
+static int spawn_root(struct restore_ctx *r)
 {
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d", pid);
-	if (!access(path, F_OK) || kill(pid, 0) == 0 || errno != ESRCH) {
-		pr_err("pid %d is already in use: cannot restore with the same pid", pid);
-		return -1;
-	}
-	return 0;
-}
-
-static int spawn_child(struct restore_ctx *r)
-{
-	int status_pipe[2], wait_pipe[2], *keep;
 	struct clone_args args = { .exit_signal = SIGCHLD };
+	int status_pipe[2], wait_pipe[2];
 	pid_t tid = r->pid, parent = getpid();
-	char msg[257];
-	ssize_t n;
+	char c;
 
 	if (pipe2(status_pipe, O_CLOEXEC) || pipe2(wait_pipe, O_CLOEXEC)) {
 		pr_perror("pipe");
 		return -1;
 	}
-	/* The child's ends become helpers too, so they survive its fd clean-up. */
-	status_pipe[1] = restore_add_helper(r, status_pipe[1]);
-	wait_pipe[0] = restore_add_helper(r, wait_pipe[0]);
-	if (status_pipe[1] < 0 || wait_pipe[0] < 0)
-		return -1;
-	keep = calloc(r->fds.len + r->helpers.len + 1, sizeof(int));
-	if (!keep)
-		return -1;
-	size_t nkeep = 0;
-
-	for (size_t i = 0; i < r->fds.len; i++)
-		keep[nkeep++] = vec_at(&r->fds, struct fd_plan, i)->fd;
-	for (size_t i = 0; i < r->helpers.len; i++)
-		keep[nkeep++] = *vec_at(&r->helpers, int, i);
-	qsort(keep, nkeep, sizeof(int), int_cmp);
-
 	args.set_tid = (uintptr_t)&tid;
 	args.set_tid_size = 1;
 	fflush(NULL);
 	r->child = syscall(SYS_clone3, &args, sizeof(args));
 	if (r->child == 0)
-		child_main(r, parent, status_pipe[1], wait_pipe[0], keep, nkeep);
-	free(keep);
+		root_child(parent, status_pipe[1], wait_pipe[0]);
 	close(status_pipe[1]);
+	close(wait_pipe[0]);
 	if (r->child < 0) {
 		if (errno == EEXIST)
 			pr_err("pid %d is already in use: cannot restore with the same pid", r->pid);
 		else
 			pr_perror("cannot create task %d (clone3 with set_tid)", r->pid);
-		close(status_pipe[0]);
 		r->child = 0;
-		return -1;
+	} else {
+		r->exists = true;
+		if (read(status_pipe[0], &c, 1) != 1) {
+			pr_err("task %d died before it could be restored", r->pid);
+			r->child = -1;
+		}
 	}
-	n = read(status_pipe[0], msg, sizeof(msg) - 1);
 	close(status_pipe[0]);
 	close(wait_pipe[1]);
-	if (n == 1 && msg[0] == 0)
-		return 0;
-	msg[n > 0 ? n : 0] = 0;
-	pr_err("restoring %d failed before it stopped: %s", r->pid, n > 0 ? msg : "it died");
-	return -1;
-}
-
-static int restore_task(struct restore_ctx *r)
-{
-	struct user_regs_struct regs;
-	uint64_t blocked = r->core->threads[0]->blocked;
-	long ret;
-
+	if (r->child <= 0)
+		return -1;
 	if (ptrace_seize_stop(r->child, true))
 		return -1;
-	r->rs.tid = r->child;
-	if (ptrace_get_regs(r->child, &r->rs.regs))
-		return -1;
-	if (mem_restore(r) || task_restore_late(r) || creds_restore(r) ||
-	    task_restore_dumpable(r) || regs_prepare_restart(r, &regs))
-		return -1;
-	ret = rsys3(&r->rs, SYS_close_range, r->helper_base, ~0U, 0);
-	if (ret) {
-		pr_err("cannot close crest's fds in %d (%ld)", r->pid, ret);
-		return -1;
-	}
-	if (rsys_scratch_unmap(&r->rs))
-		return -1;
-	if (ptrace(PTRACE_SETSIGMASK, r->child, sizeof(blocked), &blocked)) {
-		pr_perror("cannot set the signal mask of %d", r->pid);
-		return -1;
-	}
-	if (ptrace_to_event_stop(r->child) || regs_restore(r, &regs))
-		return -1;
-	return ptrace_detach(r->child);
+	return ptrace(PTRACE_SETOPTIONS, r->child, 0,
+		      PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK |
+			      PTRACE_O_TRACECLONE) ?
+		       -1 :
+		       0;
 }
 
-static void restore_ctx_free(struct restore_ctx *r)
+static int wait_new_task(pid_t tid)
 {
-	for (size_t i = 0; i < r->helpers.len; i++)
-		close(*vec_at(&r->helpers, int, i));
-	vec_free(&r->helpers);
-	vec_free(&r->fds);
-	for (size_t i = 0; i < r->nr_pagemap; i++)
-		pagemap_entry__free_unpacked(r->pagemap[i], NULL);
-	free(r->pagemap);
-	free(r->vma_fds);
-	if (r->pagemap_head)
-		pagemap_head__free_unpacked(r->pagemap_head, NULL);
-	if (r->mm)
-		mm_entry__free_unpacked(r->mm, NULL);
-	if (r->core)
-		task_core_entry__free_unpacked(r->core, NULL);
-	if (r->pstree)
+	int status;
+
+	while (waitpid(tid, &status, __WALL) < 0) {
+		if (errno != EINTR) {
+			pr_perror("waiting for new task %d", tid);
+			return -1;
+		}
+	}
+	if (!WIFSTOPPED(status)) {
+		pr_err("new task %d died at birth", tid);
+		return -1;
+	}
+	return 0;
+}
+
+/* clone3 in task `in` (a remote syscall), the new task or thread stopped under our trace. */
+static pid_t remote_clone(struct restore_ctx *in, struct rsys *rs, pid_t tid, uint64_t flags,
+			  int exit_signal)
+{
+	struct {
+		struct clone_args args;
+		pid_t tid;
+	} a;
+	long ret;
+
+	memset(&a, 0, sizeof(a));
+	a.args.flags = flags;
+	a.args.exit_signal = exit_signal;
+	a.args.set_tid = rs->scratch + offsetof(typeof(a), tid);
+	a.args.set_tid_size = 1;
+	a.tid = tid;
+	if (rsys_poke(rs, rs->scratch, &a, sizeof(a)))
+		return -1;
+	ret = rsys2(rs, SYS_clone3, rs->scratch, sizeof(a.args));
+	if (ret != tid) {
+		if (ret == -EEXIST)
+			pr_err("pid %d is already in use: cannot restore with the same pid", tid);
+		else
+			rcheck(in, "clone3", ret);
+		return -1;
+	}
+	return wait_new_task(tid) ? -1 : tid;
+}
+
+static int attach_thread(struct restore_ctx *r, struct restore_thread *th)
+{
+	th->rs.tid = th->tid;
+	th->rs.ip = r->rs.ip;
+	th->rs.scratch = r->rs.scratch;
+	th->rs.scratch_len = r->rs.scratch_len;
+	th->attached = true;
+	return ptrace_get_regs(th->tid, &th->rs.regs);
+}
+
+/* A zombie: born from its parent, it dies at once with the status its parent will reap. */
+static int make_zombie(struct restore_ctx *parent, struct restore_ctx *z)
+{
+	int wstatus = z->pstree->has_exit_status ? z->pstree->exit_status : 0, status;
+	struct rsys rs = parent->rs;
+	struct user_regs_struct regs;
+	int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
+
+	if (remote_clone(parent, &parent->rs, z->pid, 0, SIGCHLD) < 0)
+		return -1;
+	z->child = z->pid;
+	z->exists = true;
+	uint64_t none = 0;
+
+	rs.tid = z->pid;
+	if (ptrace_get_regs(z->pid, &rs.regs) ||
+	    ptrace(PTRACE_SETSIGMASK, z->pid, sizeof(none), &none))
+		return -1;
+	if (z->pstree->sid == (uint32_t)z->pid && rcheck(z, "setsid", rsys0(&rs, SYS_setsid)))
+		return -1;
+	if (z->pstree->pgid == (uint32_t)z->pid && z->pstree->sid != (uint32_t)z->pid &&
+	    rcheck(z, "setpgid", rsys2(&rs, SYS_setpgid, 0, 0)))
+		return -1;
+	/* default action for the fatal signal, whatever the parent had */
+	if (sig) {
+		uint64_t ka[4] = { 0 };
+
+		if (rsys_poke(&rs, rs.scratch, ka, sizeof(ka)) ||
+		    rcheck(z, "rt_sigaction", rsys4(&rs, SYS_rt_sigaction, sig, rs.scratch, 0, 8)))
+			return -1;
+	}
+	regs = rs.regs;
+	regs.rip = rs.ip;
+	regs.orig_rax = -1;
+	regs.rax = sig ? SYS_kill : SYS_exit_group;
+	regs.rdi = sig ? (unsigned long)z->pid : (unsigned long)WEXITSTATUS(wstatus);
+	regs.rsi = sig;
+	if (ptrace_set_regs(z->pid, &regs) || ptrace(PTRACE_CONT, z->pid, 0, 0))
+		return -1;
+	for (;;) {
+		if (waitpid(z->pid, &status, __WALL) < 0) {
+			pr_perror("waiting for zombie %d", z->pid);
+			return -1;
+		}
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			return 0;
+		/* the fatal signal's delivery stop: let it kill */
+		ptrace(PTRACE_CONT, z->pid, 0,
+		       WIFSTOPPED(status) && (status >> 16) == 0 ? WSTOPSIG(status) : 0);
+	}
+}
+
+static int restore_one(struct restore_ctx *r);
+
+/* Children and threads come from the task itself, once it holds what they inherit. */
+static int spawn_children(struct restore_ctx *r)
+{
+	struct restore_tree *t = r->tree;
+
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct restore_ctx *c = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		if (c->parent != r)
+			continue;
+		if (c->pstree->zombie) {
+			if (make_zombie(r, c))
+				return -1;
+			continue;
+		}
+		if (remote_clone(r, &r->rs, c->pid, 0, SIGCHLD) < 0)
+			return -1;
+		c->child = c->pid;
+		c->exists = true;
+		c->rs = r->rs; /* same vdso, same scratch address, inherited */
+		c->rs.tid = c->pid;
+		c->rs.nr_calls = 0;
+		if (ptrace_get_regs(c->pid, &c->rs.regs) || restore_one(c))
+			return -1;
+	}
+	for (size_t i = 1; i < r->threads.len; i++) {
+		struct restore_thread *th = restore_thread_at(r, i);
+
+		if (remote_clone(r, &r->rs, th->tid, THREAD_FLAGS, 0) < 0 ||
+		    attach_thread(r, th))
+			return -1;
+	}
+	return 0;
+}
+
+/* Everything of one task but what waits for the whole tree (credentials, registers). */
+static int restore_one(struct restore_ctx *r)
+{
+	if (attach_thread(r, restore_thread_at(r, 0)))
+		return -1;
+	restore_thread_at(r, 0)->rs = r->rs;
+	if ((r->parent ? mem_restore_inherited(r) : mem_restore(r)) || files_restore(r) ||
+	    task_restore(r) || sigs_restore(r))
+		return -1;
+	restore_thread_at(r, 0)->rs.ip = r->rs.ip; /* the vdso may have moved */
+	restore_thread_at(r, 0)->rs.scratch = r->rs.scratch;
+	restore_thread_at(r, 0)->rs.scratch_len = r->rs.scratch_len;
+	if (spawn_children(r) || timers_restore(r) || task_restore_late(r))
+		return -1;
+	for (size_t i = 0; i < r->threads.len; i++) {
+		struct restore_thread *th = restore_thread_at(r, i);
+
+		if (sigs_restore_thread(r, th) || task_restore_thread(r, th))
+			return -1;
+	}
+	return 0;
+}
+
+/* Process groups, once every task exists: leaders first, then their members. */
+static int restore_pgids(struct restore_tree *t)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < t->tasks.len; i++) {
+			struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+			pid_t pgid = r->pstree->pgid;
+			bool leader = pgid == r->pid;
+
+			if (!r->core || leader != !pass || getpgid(r->pid) == pgid ||
+			    r->pstree->sid == (uint32_t)r->pid)
+				continue;
+			/* a shell job's root stays in the group crest runs in */
+			if (!leader && !r->parent && t->opts->shell_job)
+				continue;
+			if (!leader && !task_by_pid(t, pgid)) {
+				pr_err("process group %d of task %d has no leader in the dump: "
+				       "not supported yet",
+				       pgid, r->pid);
+				return -1;
+			}
+			if (rcheck(r, "setpgid", rsys2(&r->rs, SYS_setpgid, 0, leader ? 0 : pgid)))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* The last steps of every thread of every task: what needs scratch, then without it. */
+static int finish_tree(struct restore_tree *t)
+{
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		if (!r->core)
+			continue;
+		for (size_t j = 0; j < r->threads.len; j++) {
+			struct restore_thread *th = restore_thread_at(r, j);
+
+			if (j == 0)
+				th->rs = r->rs;
+			if (creds_restore(r, th) || task_restore_dumpable(r, th) ||
+			    regs_prepare_restart(r, th))
+				return -1;
+		}
+		if (rcheck(r, "close crest's fds",
+			   rsys3(&r->rs, SYS_close_range, r->helper_base, ~0U, 0)) ||
+		    rsys_scratch_unmap(&r->rs))
+			return -1;
+	}
+	return 0;
+}
+
+static int release_tree(struct restore_tree *t)
+{
+	/* masks and registers first everywhere, then let go: nothing runs half-set */
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		for (size_t j = 0; r->core && j < r->threads.len; j++) {
+			struct restore_thread *th = restore_thread_at(r, j);
+			uint64_t blocked = th->core->blocked;
+
+			if (ptrace(PTRACE_SETSIGMASK, th->tid, sizeof(blocked), &blocked)) {
+				pr_perror("cannot set the signal mask of %d", th->tid);
+				return -1;
+			}
+			if (ptrace_to_event_stop(th->tid) || regs_restore(th))
+				return -1;
+		}
+	}
+	for (size_t i = t->tasks.len; i-- > 0;) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		for (size_t j = 0; r->core && j < r->threads.len; j++)
+			if (ptrace_detach(restore_thread_at(r, j)->tid))
+				return -1;
+	}
+	return 0;
+}
+
+static void kill_tree(struct restore_tree *t)
+{
+	int status;
+
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		if (r->exists)
+			kill(r->pid, SIGKILL);
+	}
+	/* crest is a subreaper while restoring: the orphans come back to it to be reaped */
+	while (waitpid(-1, &status, __WALL) > 0 || errno == EINTR)
+		;
+}
+
+static void tree_free(struct restore_tree *t)
+{
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		for (size_t j = 0; j < r->fdinfo.len; j++)
+			fd_entry__free_unpacked(*vec_at(&r->fdinfo, FdEntry *, j), NULL);
+		vec_free(&r->fdinfo);
+		vec_free(&r->fds);
+		vec_free(&r->threads);
+		for (size_t j = 0; j < r->nr_pagemap; j++)
+			pagemap_entry__free_unpacked(r->pagemap[j], NULL);
+		free(r->pagemap);
+		free(r->vma_fds);
+		if (r->pagemap_head)
+			pagemap_head__free_unpacked(r->pagemap_head, NULL);
+		if (r->mm)
+			mm_entry__free_unpacked(r->mm, NULL);
+		if (r->core)
+			task_core_entry__free_unpacked(r->core, NULL);
 		pstree_entry__free_unpacked(r->pstree, NULL);
-	if (r->inv)
-		inventory_entry__free_unpacked(r->inv, NULL);
-	if (r->dirfd >= 0)
-		close(r->dirfd);
+		free(r);
+	}
+	vec_free(&t->tasks);
+	for (size_t i = 0; i < t->files.len; i++)
+		file_entry__free_unpacked(*vec_at(&t->files, FileEntry *, i), NULL);
+	vec_free(&t->files);
+	free(t->file_fds);
+	vec_free(&t->vma_files);
+	for (size_t i = 0; i < t->helpers.len; i++)
+		close(*vec_at(&t->helpers, int, i));
+	vec_free(&t->helpers);
+	if (t->inv)
+		inventory_entry__free_unpacked(t->inv, NULL);
+	if (t->dirfd >= 0)
+		close(t->dirfd);
+}
+
+/* Read and check every image, and open every file, before any task exists. */
+static int prepare_tree(struct restore_tree *t)
+{
+	if (check_inventory(t) || read_pstree(t))
+		return -1;
+	for (size_t i = 0; i < t->tasks.len; i++)
+		if (read_task(*vec_at(&t->tasks, struct restore_ctx *, i)))
+			return -1;
+	if (files_restore_read(t))
+		return -1;
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		r->helper_base = t->helper_base;
+		if (r->core && (files_restore_prepare(r) || mem_restore_prepare(r)))
+			return -1;
+	}
+	return 0;
 }
 
 int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 {
-	struct restore_ctx r = {
+	struct restore_tree t = {
 		.opts = opts,
-		.fds = VEC_INIT(struct fd_plan),
+		.dirfd = -1,
+		.tasks = VEC_INIT(struct restore_ctx *),
+		.files = VEC_INIT(FileEntry *),
+		.vma_files = VEC_INIT(struct vma_file),
 		.helpers = VEC_INIT(int),
-		.pages_fd = -1,
-		.exe_fd = -1,
-		.tty_fd = -1,
 	};
+	struct restore_ctx *root;
 	struct rlimit nofile;
-	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
-	int ret = -1;
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC), calls = 0;
+	int ret = -1, was_subreaper = 0;
 
 	error_reset();
-	/* Helpers sit above the target's highest fd: allow as many as the hard limit does. */
+	/* Helpers sit above the tasks' highest fd: allow as many as the hard limit does. */
 	if (!getrlimit(RLIMIT_NOFILE, &nofile) && nofile.rlim_cur < nofile.rlim_max) {
 		nofile.rlim_cur = nofile.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
-	r.dirfd = open_images_dir(opts->images_dir, false);
-	if (r.dirfd < 0 || read_images(&r) || pid_is_free(r.pid))
+	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	t.dirfd = open_images_dir(opts->images_dir, false);
+	if (t.dirfd < 0 || prepare_tree(&t))
 		goto out;
-	if (files_restore_prepare(&r) || mem_restore_prepare(&r))
+	root = *vec_at(&t.tasks, struct restore_ctx *, 0);
+	if (spawn_root(root))
 		goto out;
-	if (spawn_child(&r) || restore_task(&r))
+	root->rs.tid = root->child;
+	if (ptrace_get_regs(root->child, &root->rs.regs) || restore_one(root) ||
+	    restore_pgids(&t) || finish_tree(&t) || release_tree(&t))
 		goto out;
-	pr_info("restored %d: %lu remote syscalls, %.3f ms", r.pid, r.rs.nr_calls,
-		(now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
+	for (size_t i = 0; i < t.tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t.tasks, struct restore_ctx *, i);
+
+		calls += r->rs.nr_calls;
+		for (size_t j = 1; j < r->threads.len; j++)
+			calls += restore_thread_at(r, j)->rs.nr_calls;
+	}
+	pr_info("restored %zu tasks: %llu remote syscalls, %.3f ms", t.tasks.len,
+		(unsigned long long)calls, (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
 	if (root_pid)
-		*root_pid = r.pid;
-	r.child = 0;
+		*root_pid = root->pid;
 	ret = 0;
 out:
-	if (r.child > 0) {
-		int status;
-
-		kill(r.child, SIGKILL);
-		while (waitpid(r.child, &status, __WALL) < 0 && errno == EINTR)
-			;
-	}
-	restore_ctx_free(&r);
+	if (ret)
+		kill_tree(&t);
+	prctl(PR_SET_CHILD_SUBREAPER, was_subreaper, 0, 0, 0);
+	tree_free(&t);
 	return ret;
 }

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Signals: dispositions, the blocked mask, pending signals (per thread and shared) and the
- * alternate signal stack.  Dispositions and the altstack are read by remote syscalls in the
- * frozen task; on restore the child sets them with raw syscalls before it stops, with every
- * signal blocked so nothing is delivered into an address space that is not there yet.
+ * alternate signal stack, read and set by remote syscalls in the task.
  */
 #include <errno.h>
 #include <signal.h>
@@ -129,39 +127,57 @@ int sigs_dump_thread(struct dump_ctx *d, struct dump_thread *t)
 	return dump_pending(d, t, false);
 }
 
-/* Runs in the restore child before it stops: raw syscalls only. */
-int sigs_restore_child(const struct restore_ctx *r)
+/*
+ * Remote, with every signal blocked in the task: queued signals stay pending until the final
+ * mask is set, and nothing is delivered into a half-built task.
+ */
+int sigs_restore(struct restore_ctx *r)
 {
 	const TaskCoreEntry *core = r->core;
-	const ThreadCoreEntry *t = core->threads[0];
-	pid_t pid = syscall(SYS_getpid);
+	struct rsys *rs = &r->rs;
 
 	for (size_t i = 0; i < core->n_sigactions; i++) {
 		const SigactionEntry *e = core->sigactions[i];
 		struct ksigaction ka = { e->handler, e->flags, e->restorer, e->mask };
 
-		if (syscall(SYS_rt_sigaction, e->sig, &ka, NULL, SIGSET_SIZE))
+		if (rsys_poke(rs, rs->scratch, &ka, sizeof(ka)) ||
+		    rcheck(r, "rt_sigaction",
+			   rsys4(rs, SYS_rt_sigaction, e->sig, rs->scratch, 0, SIGSET_SIZE)))
 			return -1;
 	}
-	if (t->sigaltstack) {
-		struct kstack ss = { .sp = t->sigaltstack->sp,
-				     .flags = (int32_t)t->sigaltstack->flags,
-				     .size = t->sigaltstack->size };
-
-		if (syscall(SYS_sigaltstack, &ss, NULL))
-			return -1;
-	}
-	/* Every signal is blocked now: these stay pending until the final mask is set. */
 	for (size_t i = 0; i < core->n_shared_pending; i++) {
 		const siginfo_t *si = (const siginfo_t *)core->shared_pending[i].data;
 
-		if (syscall(SYS_rt_sigqueueinfo, pid, si->si_signo, si))
+		if (rsys_poke(rs, rs->scratch, si, SIGINFO_SIZE) ||
+		    rcheck(r, "queue a pending signal",
+			   rsys3(rs, SYS_rt_sigqueueinfo, r->pid, si->si_signo, rs->scratch)))
 			return -1;
 	}
-	for (size_t i = 0; i < t->n_pending; i++) {
-		const siginfo_t *si = (const siginfo_t *)t->pending[i].data;
+	return 0;
+}
 
-		if (syscall(SYS_rt_tgsigqueueinfo, pid, pid, si->si_signo, si))
+int sigs_restore_thread(struct restore_ctx *r, struct restore_thread *t)
+{
+	const ThreadCoreEntry *c = t->core;
+	struct rsys *rs = &t->rs;
+	struct kstack ss = { .flags = SS_DISABLE };
+
+	if (c->sigaltstack) {
+		ss.sp = c->sigaltstack->sp;
+		ss.flags = (int32_t)c->sigaltstack->flags;
+		ss.size = c->sigaltstack->size;
+	}
+	/* a task forked from its parent inherits the parent's altstack: always set it */
+	if (rsys_poke(rs, rs->scratch, &ss, sizeof(ss)) ||
+	    rcheck(r, "sigaltstack", rsys2(rs, SYS_sigaltstack, rs->scratch, 0)))
+		return -1;
+	for (size_t i = 0; i < c->n_pending; i++) {
+		const siginfo_t *si = (const siginfo_t *)c->pending[i].data;
+
+		if (rsys_poke(rs, rs->scratch, si, SIGINFO_SIZE) ||
+		    rcheck(r, "queue a pending signal",
+			   rsys4(rs, SYS_rt_tgsigqueueinfo, r->pid, t->tid, si->si_signo,
+				 rs->scratch)))
 			return -1;
 	}
 	return 0;
@@ -178,9 +194,9 @@ int sigs_validate(const TaskCoreEntry *core)
 			return -1;
 		}
 	}
-	for (size_t k = 0; k < 2; k++) {
-		size_t n = k ? core->n_shared_pending : core->threads[0]->n_pending;
-		ProtobufCBinaryData *arr = k ? core->shared_pending : core->threads[0]->pending;
+	for (size_t k = 0; k <= core->n_threads; k++) {
+		size_t n = k ? core->threads[k - 1]->n_pending : core->n_shared_pending;
+		ProtobufCBinaryData *arr = k ? core->threads[k - 1]->pending : core->shared_pending;
 
 		for (size_t i = 0; i < n; i++) {
 			const siginfo_t *si = (const siginfo_t *)arr[i].data;

@@ -261,33 +261,43 @@ int task_dump(struct dump_ctx *d)
 		       0;
 }
 
-/* Runs in the restore child before it stops: raw syscalls and libc wrappers of them only. */
-int task_restore_child(const struct restore_ctx *r)
+#define RCALL(what, call)                                                                       \
+	do {                                                                                    \
+		if (rcheck(r, what, (call)))                                                    \
+			return -1;                                                              \
+	} while (0)
+
+/* Remote, in the task's leader: what its children inherit is set before they are forked. */
+int task_restore(struct restore_ctx *r)
 {
 	const TaskCoreEntry *c = r->core;
-	const PstreeEntry *ps = r->pstree;
+	struct rsys *rs = &r->rs;
+	size_t n;
 
-	if (ps->sid == (uint32_t)r->pid) {
-		if (setsid() < 0)
-			return -1;
-	} else if (ps->pgid == (uint32_t)r->pid && setpgid(0, 0)) {
+	if (r->pstree->sid == (uint32_t)r->pid)
+		RCALL("setsid", rsys0(rs, SYS_setsid));
+	RCALL("umask", rsys1(rs, SYS_umask, c->umask));
+	RCALL("personality", rsys1(rs, SYS_personality, c->personality));
+	if (c->has_timerslack_ns)
+		RCALL("timer slack", rsys2(rs, SYS_prctl, PR_SET_TIMERSLACK, c->timerslack_ns));
+	if (c->has_thp_disable)
+		RCALL("THP disable", rsys2(rs, SYS_prctl, PR_SET_THP_DISABLE, c->thp_disable));
+	if (c->has_child_subreaper)
+		RCALL("child subreaper",
+		      rsys2(rs, SYS_prctl, PR_SET_CHILD_SUBREAPER, c->child_subreaper));
+	n = strlen(c->cwd) + 1;
+	if (n > rs->scratch_len || rsys_poke(rs, rs->scratch, c->cwd, n))
+		return -1;
+	if (rcheck(r, "chdir", rsys1(rs, SYS_chdir, rs->scratch))) {
+		pr_err("cannot restore the working directory %s of %d", c->cwd, r->pid);
 		return -1;
 	}
-	umask(c->umask);
-	if (personality(c->personality) < 0)
-		return -1;
-	if (prctl(PR_SET_NAME, c->comm, 0, 0, 0))
-		return -1;
-	if (c->has_timerslack_ns && prctl(PR_SET_TIMERSLACK, c->timerslack_ns, 0, 0, 0))
-		return -1;
-	if (c->has_thp_disable && prctl(PR_SET_THP_DISABLE, c->thp_disable, 0, 0, 0))
-		return -1;
-	if (c->has_child_subreaper && prctl(PR_SET_CHILD_SUBREAPER, c->child_subreaper, 0, 0, 0))
-		return -1;
-	if (chdir(c->cwd))
-		return -1;
-	if (strcmp(c->root, "/") && chroot(c->root))
-		return -1;
+	if (strcmp(c->root, "/")) {
+		n = strlen(c->root) + 1;
+		if (n > rs->scratch_len || rsys_poke(rs, rs->scratch, c->root, n))
+			return -1;
+		RCALL("chroot", rsys1(rs, SYS_chroot, rs->scratch));
+	}
 	return 0;
 }
 
@@ -323,15 +333,6 @@ static int restore_rlimits(struct restore_ctx *r)
 	return 0;
 }
 
-#define RCALL(what, call)                                                                       \
-	do {                                                                                    \
-		long __r = (call);                                                              \
-		if (__r < 0) {                                                                  \
-			pr_err("restoring %d: %s: %s", r->pid, what, strerror((int)-__r));      \
-			return -1;                                                              \
-		}                                                                               \
-	} while (0)
-
 /* Scheduling settings the kernel lets crest set from outside; refusals are reported. */
 static int restore_sched(struct restore_ctx *r)
 {
@@ -349,36 +350,47 @@ static int restore_sched(struct restore_ctx *r)
 		if (fd >= 0)
 			close(fd);
 	}
-	if (c->has_nice && setpriority(PRIO_PROCESS, r->child, c->nice))
-		pr_user_warn("cannot restore nice %d of %d: %s", c->nice, r->pid, strerror(errno));
-	if (c->has_sched_policy) {
-		struct sched_param sp = { .sched_priority = c->sched_priority };
+	/* per thread in Linux: every thread gets the settings the leader had */
+	for (size_t i = 0; i < r->threads.len; i++) {
+		pid_t tid = restore_thread_at(r, i)->tid;
 
-		if (sched_setscheduler(r->child, c->sched_policy, &sp))
-			pr_user_warn("cannot restore the scheduling policy of %d: %s", r->pid,
+		if (c->has_nice && setpriority(PRIO_PROCESS, tid, c->nice))
+			pr_user_warn("cannot restore nice %d of %d: %s", c->nice, tid,
 				     strerror(errno));
-	}
-	if (c->n_cpu_affinity) {
-		cpu_set_t set;
-		size_t len = min_t(size_t, sizeof(set), c->n_cpu_affinity * sizeof(uint64_t));
+		if (c->has_sched_policy) {
+			struct sched_param sp = { .sched_priority = c->sched_priority };
 
-		CPU_ZERO(&set);
-		memcpy(&set, c->cpu_affinity, len);
-		if (sched_setaffinity(r->child, sizeof(set), &set))
-			pr_user_warn("cannot restore the CPU affinity of %d: %s", r->pid,
-				     strerror(errno));
+			if (sched_setscheduler(tid, c->sched_policy, &sp))
+				pr_user_warn("cannot restore the scheduling policy of %d: %s", tid,
+					     strerror(errno));
+		}
+		if (c->n_cpu_affinity) {
+			cpu_set_t set;
+			size_t len = min_t(size_t, sizeof(set),
+					   c->n_cpu_affinity * sizeof(uint64_t));
+
+			CPU_ZERO(&set);
+			memcpy(&set, c->cpu_affinity, len);
+			if (sched_setaffinity(tid, sizeof(set), &set))
+				pr_user_warn("cannot restore the CPU affinity of %d: %s", tid,
+					     strerror(errno));
+		}
 	}
 	return 0;
 }
 
-/* After memory (the pointers below point into it); dumpable after credentials. */
+/* Limits and scheduling, set by crest from outside. */
 int task_restore_late(struct restore_ctx *r)
 {
-	const ThreadCoreEntry *t = r->core->threads[0];
-	struct rsys *rs = &r->rs;
+	return restore_rlimits(r) || restore_sched(r) ? -1 : 0;
+}
 
-	if (restore_rlimits(r) || restore_sched(r))
-		return -1;
+/* Per thread, after memory: the pointers below point into it. */
+int task_restore_thread(struct restore_ctx *r, struct restore_thread *th)
+{
+	const ThreadCoreEntry *t = th->core;
+	struct rsys *rs = &th->rs;
+
 	if (t->has_robust_list)
 		RCALL("set_robust_list",
 		      rsys2(rs, SYS_set_robust_list, t->robust_list, t->robust_list_len));
@@ -388,14 +400,22 @@ int task_restore_late(struct restore_ctx *r)
 		      rsys4(rs, SYS_rseq, t->rseq->ptr, t->rseq->size, 0, t->rseq->sig));
 	RCALL("parent death signal",
 	      rsys2(rs, SYS_prctl, PR_SET_PDEATHSIG, t->has_pdeath_sig ? t->pdeath_sig : 0));
+	/* /proc/PID/task/TID/comm takes writes only from the thread's own group */
+	if (t->comm) {
+		char name[16] = { 0 };
+
+		strncpy(name, t->comm, sizeof(name) - 1);
+		if (rsys_poke(rs, rs->scratch, name, sizeof(name)) ||
+		    rcheck(r, "thread name", rsys2(rs, SYS_prctl, PR_SET_NAME, rs->scratch)))
+			return -1;
+	}
 	return 0;
 }
 
-int task_restore_dumpable(struct restore_ctx *r)
+/* After credentials, which reset it. */
+int task_restore_dumpable(struct restore_ctx *r, struct restore_thread *th)
 {
-	struct rsys *rs = &r->rs;
-
 	if (r->core->has_dumpable && r->core->dumpable <= 1) /* 2 (suid_dumpable) is not settable */
-		RCALL("dumpable", rsys2(rs, SYS_prctl, PR_SET_DUMPABLE, r->core->dumpable));
+		RCALL("dumpable", rsys2(&th->rs, SYS_prctl, PR_SET_DUMPABLE, r->core->dumpable));
 	return 0;
 }

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * Interval timers (setitimer) and POSIX timers (timer_create), read by remote syscalls in the
- * frozen task and re-armed by the restore child before it stops.  Each timer keeps its
+ * Interval timers (setitimer) and POSIX timers (timer_create), read and re-armed by remote
+ * syscalls in the task.  Each timer keeps its
  * remaining time and interval; POSIX timers keep their ids (PR_TIMER_CREATE_RESTORE_IDS,
  * Linux 6.15; older kernels hand out ids in order from 0, so we create and drop fillers).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,48 +111,79 @@ int timers_dump(struct dump_ctx *d)
 	return dump_itimers(d) || dump_posix_timers(d) ? -1 : 0;
 }
 
-static int create_timer(const PosixTimerEntry *e, bool exact_ids)
+/* timer_create in the task; returns the id it got, or -1. */
+static int create_timer(struct restore_ctx *r, const PosixTimerEntry *e, int notify)
 {
-	struct sigevent sev;
-	int id = e->id;
+	struct {
+		struct sigevent sev;
+		int id;
+	} arg;
+	struct rsys *rs = &r->rs;
+	long ret;
 
-	memset(&sev, 0, sizeof(sev));
-	sev.sigev_notify = e->sigev_notify;
-	sev.sigev_signo = e->sigev_signo;
-	sev.sigev_value.sival_ptr = (void *)(uintptr_t)e->sigev_value;
-	if (e->sigev_notify == SIGEV_THREAD_ID)
-		sev._sigev_un._tid = e->notify_tid;
-	if (syscall(SYS_timer_create, e->clockid, &sev, &id))
+	memset(&arg, 0, sizeof(arg));
+	arg.sev.sigev_notify = notify;
+	arg.sev.sigev_signo = e->sigev_signo;
+	arg.sev.sigev_value.sival_ptr = (void *)(uintptr_t)e->sigev_value;
+	if (notify == SIGEV_THREAD_ID)
+		arg.sev._sigev_un._tid = e->notify_tid;
+	arg.id = e->id; /* the id wanted, with PR_TIMER_CREATE_RESTORE_IDS */
+	if (rsys_poke(rs, rs->scratch, &arg, sizeof(arg)))
 		return -1;
-	if (exact_ids && id != e->id)
+	ret = rsys3(rs, SYS_timer_create, e->clockid, rs->scratch,
+		    rs->scratch + offsetof(typeof(arg), id));
+	if (rcheck(r, "timer_create", ret) ||
+	    rsys_peek(rs, rs->scratch + offsetof(typeof(arg), id), &arg.id, sizeof(int)))
 		return -1;
-	return id;
+	return arg.id;
 }
 
-/* Runs in the restore child before it stops: raw syscalls only. */
-int timers_restore_child(const struct restore_ctx *r)
+static int restore_itimers(struct restore_ctx *r)
 {
-	const TaskCoreEntry *core = r->core;
-	bool exact = !prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0);
+	struct rsys *rs = &r->rs;
 
-	for (size_t i = 0; i < core->n_itimers; i++) {
-		const ItimerEntry *e = core->itimers[i];
-		struct itimerval it = {
-			.it_interval = { e->interval_us / 1000000, e->interval_us % 1000000 },
-			.it_value = { e->value_us / 1000000, e->value_us % 1000000 },
-		};
+	for (int which = ITIMER_REAL; which <= ITIMER_PROF; which++) {
+		struct itimerval it = { 0 };
 
-		if (syscall(SYS_setitimer, e->which, &it, NULL))
+		/* a forked task starts with none; the root could inherit nothing either */
+		for (size_t i = 0; i < r->core->n_itimers; i++) {
+			const ItimerEntry *e = r->core->itimers[i];
+
+			if (e->which != (uint32_t)which)
+				continue;
+			it.it_interval = (struct timeval){ e->interval_us / 1000000,
+							   e->interval_us % 1000000 };
+			it.it_value = (struct timeval){ e->value_us / 1000000,
+							e->value_us % 1000000 };
+		}
+		if (!it.it_value.tv_sec && !it.it_value.tv_usec)
+			continue;
+		if (rsys_poke(rs, rs->scratch, &it, sizeof(it)) ||
+		    rcheck(r, "setitimer", rsys3(rs, SYS_setitimer, which, rs->scratch, 0)))
 			return -1;
 	}
+	return 0;
+}
+
+int timers_restore(struct restore_ctx *r)
+{
+	const TaskCoreEntry *core = r->core;
+	struct rsys *rs = &r->rs;
+	size_t n = core->n_posix_timers, order[n + 1];
+	int next = 0, fillers[64], nfill = 0;
+	bool exact;
+
+	if (restore_itimers(r))
+		return -1;
+	if (!n)
+		return 0;
+	exact = !rsys5(rs, SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON,
+		       0, 0, 0);
 	/*
 	 * /proc/PID/timers lists the newest timer first: create them oldest first so the list
 	 * reads the same.  Without exact ids, ids come in order: create them by id, with
 	 * fillers for the gaps, dropped after.
 	 */
-	int next = 0, fillers[64], nfill = 0;
-	size_t n = core->n_posix_timers, order[n + 1];
-
 	for (size_t i = 0; i < n; i++)
 		order[i] = n - 1 - i;
 	for (size_t i = 1; !exact && i < n; i++) /* insertion sort by id: a handful of timers */
@@ -168,25 +200,29 @@ int timers_restore_child(const struct restore_ctx *r)
 		int id;
 
 		while (!exact && next < e->id) {
-			PosixTimerEntry filler = *e;
-
-			filler.sigev_notify = SIGEV_NONE;
-			id = create_timer(&filler, false);
-			if (id < 0 || id != next || nfill == (int)ARRAY_SIZE(fillers))
+			id = create_timer(r, e, SIGEV_NONE);
+			if (id != next || nfill == (int)ARRAY_SIZE(fillers)) {
+				pr_err("cannot recreate POSIX timer %d of %d", e->id, r->pid);
 				return -1;
+			}
 			fillers[nfill++] = id;
 			next++;
 		}
-		id = create_timer(e, exact);
-		if (id != e->id)
+		id = create_timer(r, e, e->sigev_notify);
+		if (id != e->id) {
+			pr_err("cannot recreate POSIX timer %d of %d (got %d)", e->id, r->pid, id);
 			return -1;
+		}
 		next = id + 1;
-		if (syscall(SYS_timer_settime, id, 0, &its, NULL))
+		if (rsys_poke(rs, rs->scratch, &its, sizeof(its)) ||
+		    rcheck(r, "timer_settime",
+			   rsys4(rs, SYS_timer_settime, id, 0, rs->scratch, 0)))
 			return -1;
 	}
 	for (int i = 0; i < nfill; i++)
-		syscall(SYS_timer_delete, fillers[i]);
+		rsys1(rs, SYS_timer_delete, fillers[i]);
 	if (exact)
-		prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
+		rsys5(rs, SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0,
+		      0, 0);
 	return 0;
 }
