@@ -596,6 +596,12 @@ static int restore_mm_fields(struct restore_ctx *r)
 		.exe_fd = mm->exe_path ? (uint32_t)r->exe_fd : (uint32_t)-1,
 	};
 
+	/* forked from a parent running the same program: it has that exe already (and the
+	 * kernel refuses to replace an exe file that is still mapped) */
+	if (r->parent && r->parent->mm && r->parent->mm->exe_path && mm->exe_path &&
+	    !strcmp(r->parent->mm->exe_path, mm->exe_path))
+		map.exe_fd = (uint32_t)-1;
+
 	if (map.auxv_size > 4096) {
 		pr_err("mm-%d.img: auxv of %u bytes is too large", r->pid, map.auxv_size);
 		return -1;

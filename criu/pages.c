@@ -85,6 +85,14 @@ static bool page_is_zero(const void *p)
 	return !memcmp(p, zero, PAGE_SIZE);
 }
 
+/* Where and how to read a VMA's pages. */
+struct copy_src {
+	int mem_fd;	 /* /proc/PID/mem */
+	bool readable;	 /* the task can read it: process_vm_readv works */
+	bool elide_zero; /* all-zero pages become zero runs */
+	bool cow;	 /* inherited VMA: look for pages shared with the parent */
+};
+
 /* Emit a chunk of copied pages, splitting it into data runs and zero runs. */
 static int pm_emit_chunk(struct pagemap_writer *w, unsigned long vaddr, const char *buf,
 			 unsigned long nr, bool elide_zero)
@@ -108,70 +116,88 @@ static int pm_emit_chunk(struct pagemap_writer *w, unsigned long vaddr, const ch
 	return 0;
 }
 
-/* Copy [start, end) out of the task; mem_fd serves mappings the task cannot read itself. */
-static int copy_range(struct dump_ctx *d, struct pagemap_writer *w, char *buf, unsigned long start,
-		      unsigned long end, int mem_fd, bool elide_zero)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+#define PM_EXCLUSIVE (1ULL << 56)
+#define PM_PRESENT (1ULL << 63)
+#define CHUNK_PAGES (READ_CHUNK / PAGE_SIZE)
+
+static bool same_frame(uint64_t mine, uint64_t theirs)
 {
-	while (start < end) {
-		size_t len = min_t(size_t, end - start, READ_CHUNK);
+	return (mine & PM_PRESENT) && (theirs & PM_PRESENT) && (mine & PM_PFN_MASK) &&
+	       (mine & PM_PFN_MASK) == (theirs & PM_PFN_MASK);
+}
+
+/*
+ * Read pages [i, j) of a chunk into buf.  process_vm_readv pins the pages it reads, and the
+ * kernel unshares an anonymous page shared copy-on-write before pinning it (a private copy
+ * for the task, for good): so pages mapped more than once are read through /proc/PID/mem,
+ * which only takes references.  Pages mapped once are read the fast way.
+ */
+static int read_pages(struct dump_ctx *d, const struct copy_src *src, char *buf,
+		      unsigned long start, const uint64_t *pm, size_t i, size_t j)
+{
+	while (i < j) {
+		bool fast = src->readable && (pm[i] & PM_EXCLUSIVE);
+		size_t k = i + 1;
+		unsigned long addr = start + i * PAGE_SIZE;
+		size_t len;
 		ssize_t n;
 
-		if (mem_fd >= 0) {
-			n = pread(mem_fd, buf, len, start);
-		} else {
-			struct iovec local = { buf, len }, remote = { (void *)start, len };
+		while (k < j && (src->readable && (pm[k] & PM_EXCLUSIVE)) == fast)
+			k++;
+		len = (k - i) * PAGE_SIZE;
+		if (fast) {
+			struct iovec local = { buf + i * PAGE_SIZE, len };
+			struct iovec remote = { (void *)addr, len };
 
 			n = process_vm_readv(d->pid, &local, 1, &remote, 1, 0);
+		} else {
+			n = pread(src->mem_fd, buf + i * PAGE_SIZE, len, addr);
 		}
 		if (n != (ssize_t)len) {
-			pr_perror("cannot read memory %#lx-%#lx of %d", start, start + len, d->pid);
+			pr_perror("cannot read memory %#lx-%#lx of %d", addr, addr + len, d->pid);
 			return -1;
 		}
-		if (pm_emit_chunk(w, start, buf, len / PAGE_SIZE, elide_zero))
-			return -1;
-		start += len;
+		i = k;
 	}
 	return 0;
 }
 
-#define PM_PFN_MASK ((1ULL << 55) - 1)
-#define PM_PRESENT (1ULL << 63)
-#define PFN_CHUNK 512
-
 /*
- * An inherited VMA: pages whose frame is the parent's page at the same address are shared
- * copy-on-write and come back by fork; only the others are copied.
+ * Copy [start, end) out of the task.  In a VMA the child inherits from its parent, pages
+ * whose frame is the parent's page at the same address are shared copy-on-write: they are
+ * recorded, not copied, and come back by fork.
  */
-static int copy_range_cow(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
-			  unsigned long start, unsigned long end, int mem_fd, bool elide_zero)
+static int copy_range(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
+		      const struct copy_src *src, unsigned long start, unsigned long end)
 {
-	uint64_t mine[PFN_CHUNK], theirs[PFN_CHUNK];
+	static uint64_t mine[CHUNK_PAGES], theirs[CHUNK_PAGES];
 
 	while (start < end) {
-		size_t n = min_t(size_t, (end - start) / PAGE_SIZE, PFN_CHUNK), i = 0;
+		size_t n = min_t(size_t, (end - start) / PAGE_SIZE, CHUNK_PAGES), i = 0;
 		off_t off = start / PAGE_SIZE * sizeof(uint64_t);
 
 		if (pread(w->pagemap_fd, mine, n * 8, off) != (ssize_t)(n * 8) ||
-		    pread(w->parent_pagemap_fd, theirs, n * 8, off) != (ssize_t)(n * 8)) {
-			pr_perror("cannot read page frames of %d and its parent", d->pid);
+		    (src->cow && pread(w->parent_pagemap_fd, theirs, n * 8, off) !=
+					 (ssize_t)(n * 8))) {
+			pr_perror("cannot read the page map of %d", d->pid);
 			return -1;
 		}
 		while (i < n) {
-			bool shared = (mine[i] & PM_PRESENT) && (theirs[i] & PM_PRESENT) &&
-				      (mine[i] & PM_PFN_MASK) &&
-				      (mine[i] & PM_PFN_MASK) == (theirs[i] & PM_PFN_MASK);
+			bool shared = src->cow && same_frame(mine[i], theirs[i]);
 			size_t j = i + 1;
 
-			while (j < n && shared == ((mine[j] & PM_PRESENT) && (theirs[j] & PM_PRESENT) &&
-						   (mine[j] & PM_PFN_MASK) &&
-						   (mine[j] & PM_PFN_MASK) ==
-							   (theirs[j] & PM_PFN_MASK)))
+			while (j < n && (src->cow && same_frame(mine[j], theirs[j])) == shared)
 				j++;
-			unsigned long a = start + i * PAGE_SIZE, b = start + j * PAGE_SIZE;
-
-			if (shared ? pm_emit(w, a, j - i, PAGEMAP_FLAGS__PE_COW, NULL) :
-				     copy_range(d, w, buf, a, b, mem_fd, elide_zero))
+			if (shared) {
+				if (pm_emit(w, start + i * PAGE_SIZE, j - i, PAGEMAP_FLAGS__PE_COW,
+					    NULL))
+					return -1;
+			} else if (read_pages(d, src, buf, start, mine, i, j) ||
+				   pm_emit_chunk(w, start + i * PAGE_SIZE, buf + i * PAGE_SIZE, j - i,
+						 src->elide_zero)) {
 				return -1;
+			}
 			i = j;
 		}
 		start += n * PAGE_SIZE;
@@ -185,7 +211,12 @@ static int dump_private_vma(struct dump_ctx *d, struct pagemap_writer *w, int pa
 {
 	static struct page_region regions[SCAN_REGIONS];
 	bool file = vma->kind == VMA_KIND__VMA_FILE_PRIVATE;
-	bool readable = vma->prot & PROT_READ;
+	struct copy_src src = {
+		.mem_fd = mem_fd,
+		.readable = vma->prot & PROT_READ,
+		.elide_zero = !file, /* a zero COWed page of a file mapping is not the file's */
+		.cow = vma->inherit && w->parent_pagemap_fd >= 0,
+	};
 	unsigned long addr = vma->start;
 
 	while (addr < vma->end) {
@@ -220,11 +251,7 @@ static int dump_private_vma(struct dump_ctx *d, struct pagemap_writer *w, int pa
 			/* A file page not COWed: the file has it. */
 			if (file && (cat & PAGE_IS_FILE) && !(cat & PAGE_IS_SWAPPED))
 				continue;
-			if (vma->inherit && w->parent_pagemap_fd >= 0 ?
-				    copy_range_cow(d, w, buf, regions[i].start, regions[i].end,
-						   readable ? -1 : mem_fd, !file) :
-				    copy_range(d, w, buf, regions[i].start, regions[i].end,
-					       readable ? -1 : mem_fd, !file))
+			if (copy_range(d, w, buf, &src, regions[i].start, regions[i].end))
 				return -1;
 		}
 		if (arg.walk_end <= addr || arg.walk_end >= vma->end)

@@ -235,7 +235,7 @@ int task_dump(struct dump_ctx *d)
 	TaskCoreEntry *c = d->core;
 	char *s;
 
-	if (d->stat.sid != d->pid && !d->opts->shell_job) {
+	if (!d->parent && d->stat.sid != d->pid && !d->opts->shell_job) {
 		pr_err("task %d is not a session leader (session %d is outside the dump): "
 		       "dump with --shell-job",
 		       d->pid, d->stat.sid);
