@@ -271,6 +271,10 @@ static int img_read_header(struct cr_img *img, const void *buf, size_t len, enum
 		       want ? img_kind_str(want) : "known");
 		return -1;
 	}
+	if (hdr.flags & ~(uint32_t)(IMG_F_PAYLOAD | IMG_F_CRC)) {
+		pr_err("%s: unknown header flags %#x", img->path, hdr.flags);
+		return -1;
+	}
 	img->kind = hdr.kind;
 	img->hdr_size = hdr.kind == IMG_PAGES ? IMG_PAGES_HDR_SIZE : sizeof(hdr);
 	if ((hdr.flags & IMG_F_PAYLOAD) && img->size != img->hdr_size + hdr.payload) {

@@ -201,6 +201,52 @@ static void build(void)
 		tl_fail("mlock: %m");
 }
 
+/*
+ * Checksums of whole regions, taken before ready: one line per changed region, next to the
+ * pattern checks that say where exactly a region differs.
+ */
+struct sum {
+	const char *what;
+	const void *p;
+	size_t len;
+	uint64_t hash;
+};
+
+static struct sum sums[16];
+static int nr_sums;
+
+static void take_sums(void)
+{
+	const struct sum list[] = {
+		{"anon", anon, ANON_SIZE},
+		{"private file map", fpriv, FPRIV_PAGES * PAGE},
+		{"shared file map", fshared, FSHARED_PAGES * PAGE},
+		{"shared anon", shanon, SHANON_SIZE},
+		{"read-only", ro, RO_SIZE},
+		{"dontfork", dontfork, DONTFORK_SIZE},
+		{"wipeonfork", wipe, WIPE_SIZE},
+		{"mlocked", locked, LOCK_SIZE},
+		{"big malloc", big, BIG_MALLOC},
+		{".data", data_arr, sizeof(data_arr)},
+		{".bss", bss_arr, sizeof(bss_arr)},
+	};
+
+	for (nr_sums = 0; nr_sums < (int)(sizeof(list) / sizeof(list[0])); nr_sums++) {
+		sums[nr_sums] = list[nr_sums];
+		sums[nr_sums].hash = tl_hash(list[nr_sums].p, list[nr_sums].len);
+	}
+}
+
+static void check_sums(void)
+{
+	for (int i = 0; i < nr_sums; i++) {
+		uint64_t h = tl_hash(sums[i].p, sums[i].len);
+
+		tl_expect(h == sums[i].hash, "%s: checksum %016llx, was %016llx", sums[i].what,
+			  (unsigned long long)h, (unsigned long long)sums[i].hash);
+	}
+}
+
 static void check_fill(const void *p, size_t len, uint64_t seed, const char *what)
 {
 	ssize_t bad = tl_check_fill(p, len, seed);
@@ -527,12 +573,14 @@ int main(void)
 
 	build();
 	tl_fill(stack_arr, sizeof(stack_arr), SEED_STACK);
+	take_sums();
 	parse_smaps(before, &nr_before);
 	tl_ready();
 	tl_wait_term();
 	parse_smaps(after, &nr_after);
 
 	compare_vmas();
+	check_sums();
 	check_contents();
 	check_fill(stack_arr, sizeof(stack_arr), SEED_STACK, "stack");
 

@@ -10,7 +10,8 @@
 #                           SIGTERM it, read the verdict
 #   plain/<prog>            (--plain only) no dump at all: checks the program itself
 #
-# and negative tests: dump_nopid, restore_pid_taken, dump_enospc, restore_corrupt/<variant>.
+# and negative tests: dump_nopid, dump_unsupported, dump_enospc, restore_pid_taken,
+# restore_file_changed, restore_corrupt/<variant>.
 #
 # Usage: run.sh [--plain] [--keep] [--list] [TEST|GROUP|PROGRAM|GLOB ...]
 # Prints "PASS name" or "FAIL name (reason)" per test and ends with "N passed, N failed";
@@ -23,7 +24,8 @@ BIN=$ROOT/test/live/bin
 CREST=${CREST:-$ROOT/criu/crest}
 
 PROGRAMS=(counter nanosleep poll futex memory fpu signals itimer posix_timer files
-	cwd_umask_rlimit pid brk creds)
+	cwd_umask_rlimit pid brk creds rseq)
+HELPERS=(unsupported) # programs only the negative tests use
 CORRUPTIONS=(inventory_version core_magic core_flip_tail core_flip_middle core_truncated
 	core_extended mm_missing pagemap_flip pages_truncated control)
 
@@ -59,7 +61,7 @@ for arg in "$@"; do
 	--keep) KEEP=1 ;;
 	--list) LIST=1 ;;
 	-h | --help)
-		sed -n '3,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+		awk 'NR > 3 && /^#/ { sub(/^# ?/, ""); print; next } NR > 3 { exit }' "${BASH_SOURCE[0]}"
 		exit 0
 		;;
 	-*)
@@ -155,11 +157,11 @@ trap 'exit 143' TERM
 
 ALL_TESTS=()
 if [ "$PLAIN" = 1 ]; then
-	for p in "${PROGRAMS[@]}"; do ALL_TESTS+=("plain/$p"); done
+	for p in "${PROGRAMS[@]}" "${HELPERS[@]}"; do ALL_TESTS+=("plain/$p"); done
 else
 	ALL_TESTS+=("${PROGRAMS[@]}")
 	for p in "${PROGRAMS[@]}"; do ALL_TESTS+=("leave_running/$p"); done
-	ALL_TESTS+=(dump_nopid restore_pid_taken dump_enospc)
+	ALL_TESTS+=(dump_nopid dump_unsupported dump_enospc restore_pid_taken restore_file_changed)
 	for c in "${CORRUPTIONS[@]}"; do ALL_TESTS+=("restore_corrupt/$c"); done
 fi
 
@@ -202,7 +204,7 @@ fi
 # --- build ---------------------------------------------------------------------------------
 
 bins=()
-for p in "${PROGRAMS[@]}"; do bins+=("test/live/bin/$p"); done
+for p in "${PROGRAMS[@]}" "${HELPERS[@]}"; do bins+=("test/live/bin/$p"); done
 if ! MAKEFLAGS='' make -s -C "$ROOT" --no-print-directory "${bins[@]}" >/dev/null; then
 	echo "FAIL build (cannot build the test programs)"
 	echo "$PASSED passed, $((FAILED + 1)) failed"
@@ -210,6 +212,11 @@ if ! MAKEFLAGS='' make -s -C "$ROOT" --no-print-directory "${bins[@]}" >/dev/nul
 fi
 
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/crest-live.XXXXXX") || exit 1
+
+# Work on a copy: a rebuild of criu/crest while we run must not pull the binary from under us.
+if [ -x "$CREST" ] && cp "$CREST" "$RUN/crest"; then
+	CREST=$RUN/crest
+fi
 
 # --- per-test helpers ----------------------------------------------------------------------
 
@@ -323,7 +330,7 @@ run_crest() {
 	local tag=$1
 	shift
 	if [ ! -x "$CREST" ]; then
-		echo "criu/crest not built" >"$TDIR/$tag.err"
+		echo "$CREST is not built" >"$TDIR/$tag.err"
 		RC=127
 		return
 	fi
@@ -525,6 +532,68 @@ restore_pid_taken_body() {
 	exited "$PID"
 }
 
+# A resource crest does not handle: one line naming it, and the process left untouched.
+dump_unsupported_body() {
+	start_prog unsupported
+	wait_ready "$PID" || return 1
+	run_crest dump dump -t "$PID" -D "$TDIR/img" -o dump.log -v4
+	if [ "$RC" = 0 ]; then
+		REASON="dump of a process holding an io_uring succeeded"
+		return 1
+	fi
+	one_line_err dump || return 1
+	if ! grep -q 'fd 42\b' "$TDIR/dump.err"; then
+		REASON="the error does not name fd 42: $(first_err dump)"
+		return 1
+	fi
+	sleep "$RUN_AFTER"
+	untouched "$PID" || return 1
+	verdict "$PID" || return 1
+	exited "$PID"
+}
+
+# A file whose size changed since the dump: the restore refuses it by name and leaves nothing
+# behind; with the size put back, the same images restore.
+restore_file_changed_body() {
+	local file=$TDIR/work/ro.txt others
+	start_prog files
+	wait_ready "$PID" || return 1
+	run_crest dump dump -t "$PID" -D "$TDIR/img" -o dump.log -v4
+	if [ "$RC" != 0 ]; then
+		REASON="setup: dump exited $RC: $(first_err dump)"
+		return 1
+	fi
+	if ! wait_gone "$PID"; then
+		REASON="setup: process $PID still exists after the dump"
+		return 1
+	fi
+	printf 'more' >>"$file"
+	run_crest restore restore -D "$TDIR/img" -d -o restore.log -v4 --pidfile "$TDIR/pidfile"
+	if [ "$RC" = 0 ]; then
+		REASON="restore succeeded although ro.txt grew"
+		return 1
+	fi
+	one_line_err restore || return 1
+	if ! grep -qF ro.txt "$TDIR/restore.err"; then
+		REASON="the error does not name ro.txt: $(first_err restore)"
+		return 1
+	fi
+	others=$(session_members "$PID" | tr '\n' ' ')
+	if [ -e "/proc/$PID" ] || [ -n "$others" ]; then
+		REASON="restore left a process behind: pid $PID $(proc_state "$PID"), session: $others"
+		return 1
+	fi
+	truncate -s -4 "$file"
+	run_crest restore2 restore -D "$TDIR/img" -d -o restore2.log -v4 --pidfile "$TDIR/pidfile"
+	if [ "$RC" != 0 ]; then
+		REASON="restore with the size put back exited $RC: $(first_err restore2)"
+		return 1
+	fi
+	sleep "$RUN_AFTER"
+	verdict "$PID" || return 1
+	exited "$PID"
+}
+
 # A dump that fails half way (the images' filesystem fills up) must leave the process running
 # exactly as before: the memory test then verifies every byte and mapping itself.
 dump_enospc_body() {
@@ -678,6 +747,8 @@ for t in "${TESTS[@]}"; do
 	plain/*) plain_body "$prog" ;;
 	leave_running/*) leave_running_body "$prog" ;;
 	dump_nopid) dump_nopid_body ;;
+	dump_unsupported) prog=unsupported && dump_unsupported_body ;;
+	restore_file_changed) prog=files && restore_file_changed_body ;;
 	restore_pid_taken) prog=pid && restore_pid_taken_body ;;
 	dump_enospc) prog=memory && dump_enospc_body ;;
 	restore_corrupt/*) prog=pid && restore_corrupt_body "${t#*/}" ;;

@@ -2,6 +2,7 @@
 /* Helpers shared by the live test programs; see testlib.h for the pattern they follow. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ static char tl_stdout_buf[BUFSIZ];
 static char tl_first_failure[512];
 static int tl_nr_failures;
 static char tl_dir_buf[4096];
+static bool tl_dir_ours; /* made by tl_dir(), not handed to us in $TL_DIR */
 
 static void tl_on_term(int sig)
 {
@@ -34,9 +36,9 @@ void tl_init(void)
 	close_range(3, ~0u, 0);
 
 	/*
-	 * The runner starts us without job control, so we are no process group leader and
-	 * setsid() works; a program started by hand from an interactive shell may already lead
-	 * its group, which is fine as long as it also leads its session.
+	 * The engine wants the dumped task to lead its own session (unless --shell-job).  The
+	 * runner starts us without job control, so setsid() works; it fails for a process group
+	 * leader, which an interactive shell makes of every command it starts.
 	 */
 	if (setsid() < 0 && getsid(0) != getpid())
 		tl_fail("setsid: %m (start it from a non-interactive shell)");
@@ -56,8 +58,10 @@ void tl_wait_term(void)
 {
 	sigset_t term, old, wait;
 
-	/* Block SIGTERM around the flag test, or a SIGTERM landing just before sigsuspend()
-	 * would be missed and we would sleep forever. */
+	/*
+	 * Block SIGTERM around the flag test, or a SIGTERM landing just before sigsuspend()
+	 * would be missed and we would sleep forever.
+	 */
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
 	sigprocmask(SIG_BLOCK, &term, &old);
@@ -87,6 +91,19 @@ void tl_log(const char *fmt, ...)
 	fflush(stdout);
 }
 
+static int tl_remove(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+/* A scratch dir the runner gave us is the runner's to remove; one we made is ours. */
+static void tl_cleanup(void)
+{
+	if (tl_dir_ours)
+		nftw(tl_dir_buf, tl_remove, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void tl_fail(const char *fmt, ...)
 {
 	va_list ap;
@@ -97,6 +114,7 @@ void tl_fail(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stdout);
 	fflush(stdout);
+	tl_cleanup();
 	exit(1);
 }
 
@@ -104,6 +122,7 @@ void tl_pass(void)
 {
 	puts("PASS");
 	fflush(stdout);
+	tl_cleanup();
 	exit(0);
 }
 
@@ -255,8 +274,11 @@ const char *tl_dir(void)
 		snprintf(tl_dir_buf, sizeof(tl_dir_buf), "%s", dir);
 	} else {
 		snprintf(tl_dir_buf, sizeof(tl_dir_buf), "/tmp/crest-tl.XXXXXX");
-		if (!mkdtemp(tl_dir_buf))
+		if (!mkdtemp(tl_dir_buf)) {
+			tl_dir_buf[0] = '\0';
 			tl_fail("mkdtemp: %m");
+		}
+		tl_dir_ours = true;
 		tl_log("scratch dir %s", tl_dir_buf);
 	}
 	return tl_dir_buf;
