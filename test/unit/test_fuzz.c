@@ -128,7 +128,8 @@ static enum verdict judge(const unsigned char *buf, size_t n, enum img_kind kind
 	if (n < HDR_LEN)
 		return V_HEADER;
 	memcpy(&hdr, buf, sizeof(hdr));
-	if (hdr.magic != IMG_MAGIC || hdr.version != IMG_VERSION || hdr.kind != kind)
+	if (hdr.magic != IMG_MAGIC || hdr.version != IMG_VERSION || hdr.kind != kind ||
+	    (hdr.flags & ~(uint32_t)(IMG_F_PAYLOAD | IMG_F_CRC)))
 		return V_HEADER;
 	if ((hdr.flags & IMG_F_PAYLOAD) && n != hdr_size + hdr.payload)
 		return V_SIZE;
