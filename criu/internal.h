@@ -91,7 +91,7 @@ struct restore_tree {
 	struct vec vma_files; /* struct vma_file: mapped files opened once for all tasks */
 	struct vec helpers; /* int: crest fds every task inherits and closes at its end */
 	int helper_base;    /* every helper fd is >= this, every target fd below */
-	int exe_fds_unused;
+	struct vec group_helpers; /* pid_t: stand-ins for dead process group leaders */
 };
 
 struct vma_file {
@@ -153,6 +153,7 @@ int pages_drop_inherited(struct restore_ctx *r);
 int sigs_dump(struct dump_ctx *d);
 int sigs_dump_thread(struct dump_ctx *d, struct dump_thread *t);
 int sigs_restore(struct restore_ctx *r);
+int sigs_restore_pending(struct restore_ctx *r);
 int sigs_restore_thread(struct restore_ctx *r, struct restore_thread *t);
 int sigs_validate(const TaskCoreEntry *core);
 

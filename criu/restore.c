@@ -451,7 +451,8 @@ static int restore_one(struct restore_ctx *r)
 	restore_thread_at(r, 0)->rs.ip = r->rs.ip; /* the vdso may have moved */
 	restore_thread_at(r, 0)->rs.scratch = r->rs.scratch;
 	restore_thread_at(r, 0)->rs.scratch_len = r->rs.scratch_len;
-	if (spawn_children(r) || timers_restore(r) || task_restore_late(r))
+	if (spawn_children(r) || sigs_restore_pending(r) || timers_restore(r) ||
+	    task_restore_late(r))
 		return -1;
 	for (size_t i = 0; i < r->threads.len; i++) {
 		struct restore_thread *th = restore_thread_at(r, i);
@@ -459,6 +460,72 @@ static int restore_one(struct restore_ctx *r)
 		if (sigs_restore_thread(r, th) || task_restore_thread(r, th))
 			return -1;
 	}
+	return 0;
+}
+
+/*
+ * A process group whose leader is gone still needs a process with the leader's pid to be
+ * created: a helper, forked by the member's parent (so it is in the same session) without an
+ * exit signal, makes itself the group leader; once the members joined, it exits and its parent
+ * reaps it.
+ */
+static int group_helper(struct restore_tree *t, struct restore_ctx *member, pid_t pgid)
+{
+	struct restore_ctx *p = member->parent;
+	struct rsys rs;
+	pid_t *slot;
+
+	for (size_t i = 0; i < t->group_helpers.len; i++)
+		if (*vec_at(&t->group_helpers, pid_t, i) == pgid)
+			return 0;
+	if (!p || pid_is_free(pgid))
+		return -1;
+	if (remote_clone(p, &p->rs, pgid, 0, 0) < 0)
+		return -1;
+	slot = vec_push(&t->group_helpers);
+	if (!slot)
+		return -1;
+	*slot = pgid;
+	rs = p->rs;
+	rs.tid = pgid;
+	if (ptrace_get_regs(pgid, &rs.regs) ||
+	    rcheck(member, "setpgid (group helper)", rsys2(&rs, SYS_setpgid, 0, 0)))
+		return -1;
+	return 0;
+}
+
+static int finish_group_helpers(struct restore_tree *t)
+{
+	for (size_t i = 0; i < t->group_helpers.len; i++) {
+		pid_t h = *vec_at(&t->group_helpers, pid_t, i);
+		struct restore_ctx *p = NULL;
+		struct user_regs_struct regs;
+		int status;
+
+		/* its parent: the task whose child it is */
+		for (size_t j = 0; j < t->tasks.len && !p; j++) {
+			struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, j);
+			struct proc_stat st;
+
+			if (r->core && !proc_parse_stat(h, &st) && st.ppid == r->pid)
+				p = r;
+		}
+		if (!p || ptrace_get_regs(h, &regs))
+			return -1;
+		regs.rip = p->rs.ip;
+		regs.orig_rax = -1;
+		regs.rax = SYS_exit_group;
+		regs.rdi = 0;
+		if (ptrace_set_regs(h, &regs) || ptrace(PTRACE_CONT, h, 0, 0))
+			return -1;
+		while (waitpid(h, &status, __WALL) == h && !WIFEXITED(status) && !WIFSIGNALED(status))
+			ptrace(PTRACE_CONT, h, 0, 0);
+		if (rsys4(&p->rs, SYS_wait4, h, 0, __WALL, 0) != h) {
+			pr_err("cannot reap the group helper %d", h);
+			return -1;
+		}
+	}
+	vec_free(&t->group_helpers);
 	return 0;
 }
 
@@ -477,9 +544,9 @@ static int restore_pgids(struct restore_tree *t)
 			/* a shell job's root stays in the group crest runs in */
 			if (!leader && !r->parent && t->opts->shell_job)
 				continue;
-			if (!leader && !task_by_pid(t, pgid)) {
-				pr_err("process group %d of task %d has no leader in the dump: "
-				       "not supported yet",
+			if (!leader && !task_by_pid(t, pgid) && group_helper(t, r, pgid)) {
+				pr_err("cannot recreate process group %d of task %d, whose leader "
+				       "is gone",
 				       pgid, r->pid);
 				return -1;
 			}
@@ -487,7 +554,7 @@ static int restore_pgids(struct restore_tree *t)
 				return -1;
 		}
 	}
-	return 0;
+	return finish_group_helpers(t);
 }
 
 /* The last steps of every thread of every task: what needs scratch, then without it. */
@@ -553,6 +620,8 @@ static void kill_tree(struct restore_tree *t)
 		if (r->exists)
 			kill(r->pid, SIGKILL);
 	}
+	for (size_t i = 0; i < t->group_helpers.len; i++)
+		kill(*vec_at(&t->group_helpers, pid_t, i), SIGKILL);
 	/* crest is a subreaper while restoring: the orphans come back to it to be reaped */
 	while (waitpid(-1, &status, __WALL) > 0 || errno == EINTR)
 		;
@@ -590,6 +659,7 @@ static void tree_free(struct restore_tree *t)
 	for (size_t i = 0; i < t->helpers.len; i++)
 		close(*vec_at(&t->helpers, int, i));
 	vec_free(&t->helpers);
+	vec_free(&t->group_helpers);
 	if (t->inv)
 		inventory_entry__free_unpacked(t->inv, NULL);
 	if (t->dirfd >= 0)
@@ -625,6 +695,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 		.files = VEC_INIT(FileEntry *),
 		.vma_files = VEC_INIT(struct vma_file),
 		.helpers = VEC_INIT(int),
+		.group_helpers = VEC_INIT(pid_t),
 	};
 	struct restore_ctx *root;
 	struct rlimit nofile;

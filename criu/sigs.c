@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -145,6 +146,27 @@ int sigs_restore(struct restore_ctx *r)
 			   rsys4(rs, SYS_rt_sigaction, e->sig, rs->scratch, 0, SIGSET_SIZE)))
 			return -1;
 	}
+	return 0;
+}
+
+/*
+ * Signals pending for the whole thread group.  First drop the SIGCHLDs that making its zombie
+ * children raised: the task saw those long ago; if one was still pending it is in the image.
+ */
+int sigs_restore_pending(struct restore_ctx *r)
+{
+	const TaskCoreEntry *core = r->core;
+	struct rsys *rs = &r->rs;
+	struct {
+		uint64_t set;
+		struct timespec zero;
+	} arg = { 1ULL << (SIGCHLD - 1), { 0, 0 } };
+
+	if (rsys_poke(rs, rs->scratch, &arg, sizeof(arg)))
+		return -1;
+	while (rsys4(rs, SYS_rt_sigtimedwait, rs->scratch, 0, rs->scratch + sizeof(uint64_t),
+		     SIGSET_SIZE) == SIGCHLD)
+		;
 	for (size_t i = 0; i < core->n_shared_pending; i++) {
 		const siginfo_t *si = (const siginfo_t *)core->shared_pending[i].data;
 
