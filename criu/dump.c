@@ -94,7 +94,8 @@ static int seize_threads(struct dump_ctx *d)
 			/* the leader first, whatever order readdir gives */
 			if (!d->threads.len && tid != d->pid)
 				continue;
-			if (ptrace_seize_stop(tid, false)) {
+			if (d->tree->frozen_cgroup ? ptrace_seize_nowait(tid) :
+						     ptrace_seize_stop(tid, false)) {
 				if (tid != d->pid && errno == ESRCH)
 					continue; /* a thread that just exited */
 				closedir(dir);
@@ -162,18 +163,51 @@ static int take_children(struct dump_tree *t, struct dump_ctx *d)
 	return 0;
 }
 
-/* Freeze the tree, parents before children. */
+/* Wait for every seized thread's stop (after a cgroup thaw). */
+static int wait_seized(struct dump_tree *t)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+
+		for (size_t j = 0; j < d->threads.len; j++)
+			if (ptrace_wait_seized(dump_thread_at(d, j)->tid))
+				ret = -1;
+	}
+	return ret;
+}
+
+/*
+ * Freeze the tree, parents before children.  Without a cgroup, each task's threads are stopped
+ * before its children are listed, so no task can appear unseen.  With one, the freezer stops
+ * everything first; ptrace stops then come when the cgroup thaws.
+ */
 static int tree_seize(struct dump_tree *t, pid_t root)
 {
-	if (take_task(t, root, NULL))
+	const char *cg = t->opts->freeze_cgroup;
+	int ret = -1;
+
+	if (cg && freezer_freeze(cg))
 		return -1;
+	t->frozen_cgroup = cg;
+	if (take_task(t, root, NULL))
+		goto out;
 	for (size_t i = 0; i < t->tasks.len; i++) {
 		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
 
 		if (!d->zombie && take_children(t, d))
-			return -1;
+			goto out;
 	}
-	return 0;
+	ret = 0;
+out:
+	if (cg) {
+		if (freezer_thaw(cg))
+			ret = -1;
+		if (wait_seized(t))
+			ret = -1;
+	}
+	return ret;
 }
 
 /* Put one task back as we found it and let it go. */

@@ -50,6 +50,7 @@ struct dump_tree {
 	struct vec tasks; /* struct dump_ctx *, parents before children */
 	struct cr_img *files; /* files.img: every open file of the tree, once */
 	struct vec file_keys; /* struct file_key */
+	bool frozen_cgroup;   /* seize without waiting: the stops come after the thaw */
 };
 
 struct dump_ctx {
@@ -133,6 +134,10 @@ struct restore_ctx {
 };
 
 #define restore_thread_at(r, i) vec_at(&(r)->threads, struct restore_thread, i)
+
+/* freezer.c: cgroup v1/v2 freezer */
+int freezer_freeze(const char *cgroup);
+int freezer_thaw(const char *cgroup);
 
 /* mem.c: VMAs, pages, mm fields */
 int mem_dump(struct dump_ctx *d, MmEntry *mm);

@@ -52,7 +52,7 @@ void log_printf(enum log_level level, const char *fmt, ...)
 	if (level == LOG_ERR && !last_error[0])
 		snprintf(last_error, sizeof(last_error), "%s", msg);
 
-	if (level <= log_verbosity) {
+	if ((int)level <= log_verbosity) {
 		FILE *out = log_file ? log_file : stderr;
 
 		clock_gettime(CLOCK_MONOTONIC, &now);

@@ -37,6 +37,7 @@ enum {
 	OPT_PAGE_SERVER,
 	OPT_ADDRESS,
 	OPT_PORT,
+	OPT_FREEZE_CGROUP,
 };
 
 /* A leading ':' makes getopt report a missing argument apart from an unknown option. */
@@ -65,6 +66,7 @@ static const struct option long_opts[] = {
 	{"page-server", no_argument, NULL, OPT_PAGE_SERVER},
 	{"address", required_argument, NULL, OPT_ADDRESS},
 	{"port", required_argument, NULL, OPT_PORT},
+	{"freeze-cgroup", required_argument, NULL, OPT_FREEZE_CGROUP},
 	{NULL, 0, NULL, 0},
 };
 
@@ -99,6 +101,7 @@ static const char usage_text[] =
 	"  --tcp-established        checkpoint established TCP connections (not yet)\n"
 	"  --ext-unix-sk            allow unix sockets connected outside the tree (not yet)\n"
 	"  --file-locks             checkpoint file locks (not yet)\n"
+	"  --freeze-cgroup PATH     freeze the tree with this cgroup's freezer (v1 or v2)\n"
 	"  --page-server            send pages to a page server instead of -D (not yet)\n"
 	"  --address ADDR           address of the page server\n"
 	"  --port PORT              port of the page server\n"
@@ -234,6 +237,9 @@ static void parse_one(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_ROOT:
 		o->root = arg;
+		break;
+	case OPT_FREEZE_CGROUP:
+		o->freeze_cgroup = arg;
 		break;
 	case OPT_PAGE_SERVER:
 		o->page_server = true;

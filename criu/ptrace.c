@@ -90,6 +90,28 @@ int ptrace_seize_stop(pid_t tid, bool exitkill)
 	return 0;
 }
 
+int ptrace_seize_nowait(pid_t tid)
+{
+	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD)) {
+		if (errno == ESRCH)
+			pr_err("no such process %d", tid);
+		else
+			pr_perror("cannot trace %d", tid);
+		return -1;
+	}
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0)) {
+		pr_perror("cannot interrupt %d", tid);
+		ptrace(PTRACE_DETACH, tid, 0, 0);
+		return -1;
+	}
+	return 0;
+}
+
+int ptrace_wait_seized(pid_t tid)
+{
+	return wait_event_stop(tid);
+}
+
 int ptrace_to_event_stop(pid_t tid)
 {
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) || ptrace(PTRACE_CONT, tid, 0, 0)) {

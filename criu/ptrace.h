@@ -16,6 +16,9 @@
 /* Seize a task and bring it to a PTRACE_EVENT_STOP; signals that arrive meanwhile are
  * delivered (handlers set up) exactly as if we had not been there. */
 int ptrace_seize_stop(pid_t tid, bool exitkill);
+/* The same in two halves, for tasks frozen by a cgroup: they stop once thawed. */
+int ptrace_seize_nowait(pid_t tid);
+int ptrace_wait_seized(pid_t tid);
 /* From any ptrace stop, get to a PTRACE_EVENT_STOP: the only stop from which the kernel's
  * syscall restart logic runs on the registers we set before detaching. */
 int ptrace_to_event_stop(pid_t tid);

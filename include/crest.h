@@ -40,6 +40,7 @@ struct crest_opts {
 	bool manage_cgroups;		 /* --manage-cgroups[=MODE] (accepted; later) */
 	const char *manage_cgroups_mode; /* its MODE, NULL when none was given */
 	const char *root;		 /* --root */
+	const char *freeze_cgroup;	 /* --freeze-cgroup: freeze the tree with this cgroup */
 	bool page_server;		 /* --page-server (accepted; later) */
 	const char *address;		 /* --address of the page server */
 	int port;			 /* --port of the page server, 0 = none */
