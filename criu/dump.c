@@ -447,7 +447,9 @@ static void tree_free(struct dump_tree *t)
 	}
 	vec_free(&t->tasks);
 	vec_free(&t->file_keys);
+	vec_free(&t->shmem_keys);
 	img_close(t->files);
+	img_close(t->shmem);
 	if (t->dirfd >= 0)
 		close(t->dirfd);
 }
@@ -483,6 +485,7 @@ int crest_dump(const struct crest_opts *opts)
 		.dirfd = -1,
 		.tasks = VEC_INIT(struct dump_ctx *),
 		.file_keys = VEC_INIT(struct file_key),
+		.shmem_keys = VEC_INIT(struct shmem_key),
 	};
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_frozen;
 	bool frozen = false;
@@ -512,6 +515,11 @@ int crest_dump(const struct crest_opts *opts)
 		goto out;
 	}
 	t.files = NULL;
+	if (img_close(t.shmem)) {
+		t.shmem = NULL;
+		goto out;
+	}
+	t.shmem = NULL;
 	if (write_pstree(&t) || write_inventory(&t))
 		goto out;
 	if (opts->leave_running)

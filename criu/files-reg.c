@@ -161,6 +161,30 @@ static int dump_one_fd(struct dump_ctx *d, int fd, FdEntry *fe)
 	k->ino = st.st_ino;
 	k->id = fe->id = seen->len;
 
+	char *memfd = shmem_memfd_name(link);
+
+	if (memfd) {
+		/* a memfd: its object (content, seals) once, this open file's flags and pos */
+		FileEntry *f = file_entry_new(fe->id, FD_KIND__FD_MEMFD);
+		RegFileEntry reg = REG_FILE_ENTRY__INIT;
+		int id = shmem_dump_object(d, path, SHMEM_KIND__SHMEM_MEMFD, memfd), ret;
+
+		free(memfd);
+		if (!f || id < 0) {
+			file_entry__free_unpacked(f, NULL);
+			return -1;
+		}
+		f->has_shmem_id = true;
+		f->shmem_id = id;
+		reg.path = link;
+		reg.flags = flags;
+		reg.pos = pos;
+		f->reg = &reg;
+		ret = img_write_msg(files, &f->base);
+		f->reg = NULL;
+		file_entry__free_unpacked(f, NULL);
+		return ret;
+	}
 	bad = unsupported_kind(d->pid, link, &st);
 	if (is_tty(&st)) {
 		if (!d->opts->shell_job) {
@@ -293,6 +317,25 @@ err:
 	return -1;
 }
 
+/* An open file of its own on crest's memfd object: its flags and offset are its own. */
+static int open_memfd(struct restore_ctx *r, const FileEntry *f)
+{
+	int obj = f->has_shmem_id ? shmem_restore_fd(r, f->shmem_id) : -1, fd;
+	char path[64];
+
+	if (obj < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", obj);
+	fd = open(path, (f->reg->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC);
+	if (fd < 0 || (f->reg->pos && lseek(fd, f->reg->pos, SEEK_SET) < 0)) {
+		pr_perror("cannot reopen memfd %s", f->reg->path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static int read_files(struct restore_tree *t)
 {
 	struct cr_img *img = img_open_read(t->dirfd, IMG_FILES, 0);
@@ -391,6 +434,7 @@ int files_restore_prepare(struct restore_ctx *r)
 		if (t->file_fds[k] < 0) {
 			const FileEntry *f = *vec_at(&t->files, FileEntry *, k);
 			int fd = f->kind == FD_KIND__FD_TTY_INHERIT ? open_tty_inherit() :
+				 f->kind == FD_KIND__FD_MEMFD	    ? open_memfd(r, f) :
 								      open_reg(r, f->reg);
 
 			if (fd < 0 || (t->file_fds[k] = restore_add_helper(t, fd)) < 0)

@@ -19,6 +19,7 @@
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
+#include "shmem.pb-c.h"
 
 #define WBUF_SIZE (256u << 10)
 
@@ -57,6 +58,9 @@ static const struct img_kind_info kinds[IMG_KIND_MAX] = {
 	[IMG_FDINFO] = { "fdinfo-%d.img", "fdinfo", true, &fd_entry__descriptor },
 	[IMG_FILES] = { "files.img", "files", false, &file_entry__descriptor },
 	[IMG_STATS] = { "stats-%s.img", "stats", false, NULL },
+	[IMG_SHMEM] = { "shmem.img", "shmem", false, &shmem_entry__descriptor },
+	[IMG_SHM_PAGEMAP] = { "shmpagemap-%d.img", "shmpagemap", true, NULL },
+	[IMG_SHM_PAGES] = { "shmpages-%d.img", "shmpages", true, NULL },
 };
 
 static bool kind_valid(unsigned int kind)
@@ -174,7 +178,7 @@ static int img_put(struct cr_img *img, const void *buf, size_t len)
 {
 	if (img->failed)
 		return -1;
-	if (img->kind != IMG_PAGES && img->hdr_size)
+	if (!img_kind_is_pages(img->kind) && img->hdr_size)
 		img->crc = crc32(img->crc, buf, len);
 	if (img->wlen + len > WBUF_SIZE && img_flush(img))
 		return -1;
@@ -229,13 +233,13 @@ struct cr_img *img_open_write(int dirfd, enum img_kind kind, pid_t pid)
 	}
 	if (img_put(img, &hdr, sizeof(hdr)))
 		goto err;
-	if (kind == IMG_PAGES) {
+	if (img_kind_is_pages(kind)) {
 		static const char pad[IMG_PAGES_HDR_SIZE - sizeof(struct img_header)];
 
 		if (img_put(img, pad, sizeof(pad)))
 			goto err;
 	}
-	img->hdr_size = kind == IMG_PAGES ? IMG_PAGES_HDR_SIZE : sizeof(hdr);
+	img->hdr_size = img_kind_is_pages(kind) ? IMG_PAGES_HDR_SIZE : sizeof(hdr);
 	img->crc = crc32(0, NULL, 0);
 	return img;
 err:
@@ -276,14 +280,14 @@ static int img_read_header(struct cr_img *img, const void *buf, size_t len, enum
 		return -1;
 	}
 	img->kind = hdr.kind;
-	img->hdr_size = hdr.kind == IMG_PAGES ? IMG_PAGES_HDR_SIZE : sizeof(hdr);
+	img->hdr_size = img_kind_is_pages(hdr.kind) ? IMG_PAGES_HDR_SIZE : sizeof(hdr);
 	if ((hdr.flags & IMG_F_PAYLOAD) && img->size != img->hdr_size + hdr.payload) {
 		pr_err("%s: truncated or extended: %llu bytes of payload, the header says %llu",
 		       img->path, (unsigned long long)(img->size - min_u64(img->size, img->hdr_size)),
 		       (unsigned long long)hdr.payload);
 		return -1;
 	}
-	if ((hdr.flags & IMG_F_CRC) && hdr.kind != IMG_PAGES && len == img->size &&
+	if ((hdr.flags & IMG_F_CRC) && !img_kind_is_pages(hdr.kind) && len == img->size &&
 	    crc32(crc32(0, NULL, 0), (const unsigned char *)buf + sizeof(hdr),
 		  len - sizeof(hdr)) != hdr.crc) {
 		pr_err("%s: corrupted (checksum mismatch)", img->path);
@@ -316,7 +320,7 @@ static struct cr_img *img_open_read_name(int dirfd, const char *name, enum img_k
 	}
 	img->size = st.st_size;
 
-	if (want == IMG_PAGES || (want == 0 && img_kind_of_name(base) == IMG_PAGES)) {
+	if (img_kind_is_pages(want) || (want == 0 && img_kind_is_pages(img_kind_of_name(base)))) {
 		unsigned char hdr[IMG_PAGES_HDR_SIZE];
 		ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
 
@@ -325,7 +329,7 @@ static struct cr_img *img_open_read_name(int dirfd, const char *name, enum img_k
 			goto err;
 		}
 		/* a pages name promises raw pages: anything else would be read as neither */
-		if (img_read_header(img, hdr, n, IMG_PAGES))
+		if (img_read_header(img, hdr, n, want ? want : img_kind_of_name(base)))
 			goto err;
 		if (n < IMG_PAGES_HDR_SIZE) {
 			pr_err("%s: truncated image header", img->path);
@@ -362,7 +366,7 @@ static struct cr_img *img_open_read_name(int dirfd, const char *name, enum img_k
 	}
 	if (img_read_header(img, img->rbuf, img->rlen, want))
 		goto err;
-	if (img->kind == IMG_PAGES) {
+	if (img_kind_is_pages(img->kind)) {
 		pr_err("%s: pages image under a message image name", img->path);
 		goto err;
 	}
@@ -499,7 +503,7 @@ uint64_t img_size(const struct cr_img *img)
 
 uint64_t img_data_off(const struct cr_img *img)
 {
-	uint64_t hdr = img->kind == IMG_PAGES ? IMG_PAGES_HDR_SIZE : sizeof(struct img_header);
+	uint64_t hdr = img_kind_is_pages(img->kind) ? IMG_PAGES_HDR_SIZE : sizeof(struct img_header);
 
 	return img_size(img) - hdr;
 }
@@ -526,8 +530,8 @@ static void img_seal(struct cr_img *img)
 		.magic = IMG_MAGIC,
 		.version = IMG_VERSION,
 		.kind = img->kind,
-		.flags = IMG_F_PAYLOAD | (img->kind != IMG_PAGES ? IMG_F_CRC : 0),
-		.crc = img->kind != IMG_PAGES ? img->crc : 0,
+		.flags = IMG_F_PAYLOAD | (!img_kind_is_pages(img->kind) ? IMG_F_CRC : 0),
+		.crc = !img_kind_is_pages(img->kind) ? img->crc : 0,
 		.payload = img->written - img->hdr_size,
 	};
 

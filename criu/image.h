@@ -30,6 +30,9 @@ enum img_kind {
 	IMG_FDINFO,
 	IMG_FILES,
 	IMG_STATS,
+	IMG_SHMEM,	   /* shmem.img: shared memory objects (memfd, shared anonymous) */
+	IMG_SHM_PAGEMAP,   /* shmpagemap-ID.img: their content, runs of file offsets */
+	IMG_SHM_PAGES,	   /* shmpages-ID.img */
 	IMG_KIND_MAX,
 };
 
@@ -53,6 +56,18 @@ struct img_header {
 };
 
 struct cr_img;
+
+/* Raw page data, with a page-sized header and no checksum. */
+static inline bool img_kind_is_pages(unsigned int kind)
+{
+	return kind == IMG_PAGES || kind == IMG_SHM_PAGES;
+}
+
+/* Runs of pages: a pagemap_head, then pagemap_entry messages. */
+static inline bool img_kind_is_pagemap(unsigned int kind)
+{
+	return kind == IMG_PAGEMAP || kind == IMG_SHM_PAGEMAP;
+}
 
 /* "core-%d.img" style name of an image kind; pid is ignored for per-dump images. */
 const char *img_name(enum img_kind kind, pid_t pid, char *buf, size_t len);

@@ -21,6 +21,7 @@
 #include "mm.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
+#include "shmem.pb-c.h"
 
 /* Bytes of remote scratch memory used for syscall arguments (iovecs, structs, strings). */
 #define SCRATCH_SIZE (64UL << 10)
@@ -42,6 +43,11 @@ struct file_key {
 	unsigned int id;
 };
 
+struct shmem_key {
+	uint64_t dev, ino;
+	unsigned int id;
+};
+
 struct cr_img;
 
 struct dump_tree {
@@ -51,6 +57,8 @@ struct dump_tree {
 	struct cr_img *files; /* files.img: every open file of the tree, once */
 	struct vec file_keys; /* struct file_key */
 	bool frozen_cgroup;   /* seize without waiting: the stops come after the thaw */
+	struct cr_img *shmem; /* shmem.img, opened at the first shared memory object */
+	struct vec shmem_keys; /* struct shmem_key: objects seen */
 };
 
 struct dump_ctx {
@@ -93,6 +101,8 @@ struct restore_tree {
 	struct vec helpers; /* int: crest fds every task inherits and closes at its end */
 	int helper_base;    /* every helper fd is >= this, every target fd below */
 	struct vec group_helpers; /* pid_t: stand-ins for dead process group leaders */
+	struct vec shmems;	  /* ShmemEntry *, by id - 1 */
+	int *shmem_fds;		  /* per object: crest's fd (a helper), -1 until needed */
 };
 
 struct vma_file {
@@ -134,6 +144,13 @@ struct restore_ctx {
 };
 
 #define restore_thread_at(r, i) vec_at(&(r)->threads, struct restore_thread, i)
+
+/* shmem.c: shared memory objects (shared anonymous memory, memfd) */
+int shmem_dump_object(struct dump_ctx *d, const char *proc_path, int kind, const char *name);
+char *shmem_memfd_name(const char *link);
+int shmem_restore_read(struct restore_tree *t);
+int shmem_restore_fd(struct restore_ctx *r, uint32_t id);
+int pages_dump_shmem(struct dump_ctx *d, int fd, uint64_t size, unsigned int id);
 
 /* freezer.c: cgroup v1/v2 freezer */
 int freezer_freeze(const char *cgroup);

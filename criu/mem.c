@@ -82,6 +82,8 @@ static int vma_classify(pid_t pid, const struct proc_vma *v, VmaKind *kind)
 		*kind = v->shared ? VMA_KIND__VMA_ANON_SHARED : VMA_KIND__VMA_ANON_PRIVATE;
 	else if (v->shared && !strcmp(p, "/dev/zero (deleted)"))
 		*kind = VMA_KIND__VMA_ANON_SHARED;
+	else if (!strncmp(p, "/memfd:", 7) && ends_with(p, " (deleted)"))
+		*kind = v->shared ? VMA_KIND__VMA_FILE_SHARED : VMA_KIND__VMA_FILE_PRIVATE;
 	else if (v->vmflags & (VMF_IO | VMF_PFNMAP))
 		goto unsupported;
 	else if (ends_with(p, " (deleted)"))
@@ -220,13 +222,31 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 		for (size_t j = 0; j < ARRAY_SIZE(madv_map); j++)
 			if (v->vmflags & madv_map[j].vmf)
 				e->madv |= madv_map[j].madv_bit;
-		if ((kind == VMA_KIND__VMA_FILE_PRIVATE || kind == VMA_KIND__VMA_FILE_SHARED) &&
-		    vma_fill_file(d->pid, v, e))
-			return -1;
-		if (kind == VMA_KIND__VMA_ANON_SHARED) {
-			e->has_pgoff = e->has_shmem_ino = true;
+		char *memfd = shmem_memfd_name(v->path);
+
+		if (memfd || kind == VMA_KIND__VMA_ANON_SHARED) {
+			/* shared memory objects are saved once, with their content */
+			char path[96];
+			int id;
+
+			snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", d->pid, v->start,
+				 v->end);
+			id = shmem_dump_object(d, path,
+					       memfd ? SHMEM_KIND__SHMEM_MEMFD :
+						       SHMEM_KIND__SHMEM_ANON,
+					       memfd);
+			free(memfd);
+			if (id < 0)
+				return -1;
+			e->has_pgoff = e->has_shmem_ino = e->has_shmem_id = true;
 			e->pgoff = v->pgoff;
 			e->shmem_ino = v->ino;
+			e->shmem_id = id;
+			e->path = strdup(v->path);
+		} else if ((kind == VMA_KIND__VMA_FILE_PRIVATE ||
+			    kind == VMA_KIND__VMA_FILE_SHARED) &&
+			   vma_fill_file(d->pid, v, e)) {
+			return -1;
 		}
 		if (vma_inherited(d, v, kind)) {
 			e->has_inherit = true;
@@ -308,13 +328,19 @@ int mem_restore_prepare(struct restore_ctx *r)
 		if (v->start >= v->end || v->start % PAGE_SIZE || v->end % PAGE_SIZE ||
 		    v->start < prev_end ||
 		    (v->end > TASK_SIZE_MAX && v->kind != VMA_KIND__VMA_VSYSCALL) ||
-		    (file && (!v->path || !v->has_pgoff || v->pgoff % PAGE_SIZE))) {
+		    (file && (!v->path || !v->has_pgoff || v->pgoff % PAGE_SIZE)) ||
+		    (v->kind == VMA_KIND__VMA_ANON_SHARED && !v->has_shmem_id)) {
 			pr_err("mm-%d.img: VMA %zu (%#llx-%#llx) is malformed", r->pid, i,
 			       (unsigned long long)v->start, (unsigned long long)v->end);
 			return -1;
 		}
 		prev_end = v->end;
-		if (file) {
+		if (v->has_shmem_id) {
+			/* an inherited mapping needs no object of its own */
+			if (!(r->parent && v->inherit) &&
+			    (r->vma_fds[i] = shmem_restore_fd(r, v->shmem_id)) < 0)
+				return -1;
+		} else if (file) {
 			r->vma_fds[i] = open_mapped_file(r, v->path, v->may_write, v);
 			if (r->vma_fds[i] < 0)
 				return -1;
@@ -479,7 +505,10 @@ static int map_vmas(struct restore_ctx *r)
 				flags |= MAP_GROWSDOWN;
 			break;
 		case VMA_KIND__VMA_ANON_SHARED:
-			flags |= MAP_SHARED | MAP_ANONYMOUS;
+			/* the object crest made: the same one for every task mapping it */
+			flags |= MAP_SHARED;
+			fd = r->vma_fds[i];
+			off = v->pgoff;
 			break;
 		case VMA_KIND__VMA_FILE_PRIVATE:
 		case VMA_KIND__VMA_FILE_SHARED:

@@ -261,22 +261,12 @@ static int dump_private_vma(struct dump_ctx *d, struct pagemap_writer *w, int pa
 	return 0;
 }
 
-/* Shared anonymous memory: its shmem file knows which pages exist, mapped here or not. */
-static int dump_shared_anon_vma(struct dump_ctx *d, struct pagemap_writer *w, const VmaEntry *vma,
-				char *buf)
+/* Shared memory: its shmem file knows which pages exist, mapped anywhere or not. */
+static int dump_file_content(struct dump_ctx *d, struct pagemap_writer *w, int fd, off_t end_off,
+			     char *buf)
 {
-	char path[96];
-	off_t pos, end_off = vma->pgoff + (vma->end - vma->start);
-	int fd;
+	off_t pos = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", d->pid,
-		 (unsigned long)vma->start, (unsigned long)vma->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		pr_perror("cannot open %s", path);
-		return -1;
-	}
-	pos = vma->pgoff;
 	while (pos < end_off) {
 		off_t data = lseek(fd, pos, SEEK_DATA), hole;
 
@@ -286,31 +276,31 @@ static int dump_shared_anon_vma(struct dump_ctx *d, struct pagemap_writer *w, co
 		if (hole < 0 || hole > end_off)
 			hole = end_off;
 		for (off_t o = data; o < hole;) {
-			size_t len = min_t(size_t, hole - o, READ_CHUNK);
+			/* whole pages: the last one may hold less than a page of file */
+			size_t len = min_t(size_t, (hole - o + PAGE_SIZE - 1) & PAGE_MASK, READ_CHUNK);
+			ssize_t got = pread(fd, buf, len, o);
 
-			if (pread(fd, buf, len, o) != (ssize_t)len) {
-				pr_perror("cannot read shared memory of %d at %#lx", d->pid,
-					  (unsigned long)(vma->start + o - vma->pgoff));
-				close(fd);
+			if (got > 0 && (size_t)got < len && o + got == end_off)
+				memset(buf + got, 0, len - got);
+			else if (got != (ssize_t)len) {
+				pr_perror("cannot read shared memory of %d at offset %lld", d->pid,
+					  (long long)o);
 				return -1;
 			}
-			d->pages_scanned += len / PAGE_SIZE;
-			if (pm_emit_chunk(w, vma->start + o - vma->pgoff, buf, len / PAGE_SIZE, true)) {
-				close(fd);
+			if (pm_emit_chunk(w, o, buf, len / PAGE_SIZE, true))
 				return -1;
-			}
 			o += len;
 		}
 		pos = hole;
 	}
-	close(fd);
 	return 0;
 }
 
-static int write_pagemap(struct dump_ctx *d, struct pagemap_writer *w)
+static int write_pagemap(struct dump_ctx *d, struct pagemap_writer *w, enum img_kind kind,
+			 pid_t id)
 {
 	PagemapHead head = PAGEMAP_HEAD__INIT;
-	struct cr_img *img = img_open_write(d->dirfd, IMG_PAGEMAP, d->pid);
+	struct cr_img *img = img_open_write(d->dirfd, kind, id);
 	int ret = 0;
 
 	if (!img)
@@ -369,17 +359,13 @@ int pages_dump(struct dump_ctx *d, MmEntry *mm)
 			if (dump_private_vma(d, &w, pagemap_fd, mem_fd, vma, buf))
 				goto out;
 			break;
-		case VMA_KIND__VMA_ANON_SHARED:
-			/* inherited: the same object, saved by the task that has it first */
-			if (!vma->inherit && dump_shared_anon_vma(d, &w, vma, buf))
-				goto out;
-			break;
-		default: /* file shared, vdso, vvar, vsyscall: nothing of ours to save */
+		default: /* shared memory is saved as objects (shmem.c); file shared, vdso, vvar,
+			  * vsyscall: nothing of ours to save */
 			break;
 		}
 	}
 	d->bytes_written = img_data_off(w.pages);
-	ret = write_pagemap(d, &w);
+	ret = write_pagemap(d, &w, IMG_PAGEMAP, d->pid);
 out:
 	if (img_close(w.pages))
 		ret = -1;
@@ -391,6 +377,30 @@ out:
 		close(mem_fd);
 	if (w.parent_pagemap_fd >= 0)
 		close(w.parent_pagemap_fd);
+	return ret;
+}
+
+/* The content of a shared memory object, as runs of file offsets. */
+int pages_dump_shmem(struct dump_ctx *d, int fd, uint64_t size, unsigned int id)
+{
+	struct pagemap_writer w = { .runs = VEC_INIT(PagemapEntry), .parent_pagemap_fd = -1 };
+	uint64_t written = 0, zero = 0, cow = 0;
+	char *buf = NULL;
+	int ret = -1;
+
+	w.stat_written = &written;
+	w.stat_zero = &zero;
+	w.stat_cow = &cow;
+	if (posix_memalign((void **)&buf, PAGE_SIZE, READ_CHUNK))
+		return -1;
+	w.pages = img_open_write(d->dirfd, IMG_SHM_PAGES, id);
+	if (w.pages && !dump_file_content(d, &w, fd, size, buf))
+		ret = write_pagemap(d, &w, IMG_SHM_PAGEMAP, id);
+	d->pages_written += written;
+	if (img_close(w.pages))
+		ret = -1;
+	vec_free(&w.runs);
+	free(buf);
 	return ret;
 }
 

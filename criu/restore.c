@@ -660,6 +660,10 @@ static void tree_free(struct restore_tree *t)
 		close(*vec_at(&t->helpers, int, i));
 	vec_free(&t->helpers);
 	vec_free(&t->group_helpers);
+	for (size_t i = 0; i < t->shmems.len; i++)
+		shmem_entry__free_unpacked(*vec_at(&t->shmems, ShmemEntry *, i), NULL);
+	vec_free(&t->shmems);
+	free(t->shmem_fds);
 	if (t->inv)
 		inventory_entry__free_unpacked(t->inv, NULL);
 	if (t->dirfd >= 0)
@@ -674,7 +678,7 @@ static int prepare_tree(struct restore_tree *t)
 	for (size_t i = 0; i < t->tasks.len; i++)
 		if (read_task(*vec_at(&t->tasks, struct restore_ctx *, i)))
 			return -1;
-	if (files_restore_read(t))
+	if (files_restore_read(t) || shmem_restore_read(t))
 		return -1;
 	for (size_t i = 0; i < t->tasks.len; i++) {
 		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
@@ -696,6 +700,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 		.vma_files = VEC_INIT(struct vma_file),
 		.helpers = VEC_INIT(int),
 		.group_helpers = VEC_INIT(pid_t),
+		.shmems = VEC_INIT(ShmemEntry *),
 	};
 	struct restore_ctx *root;
 	struct rlimit nofile;

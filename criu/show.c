@@ -482,7 +482,7 @@ static int show_file(struct json *j, int dirfd, const char *name, const char *la
 	json_str(j, label);
 	json_key(j, "kind");
 	json_str(j, img_kind_str(kind));
-	if (kind == IMG_PAGEMAP) {
+	if (img_kind_is_pagemap(kind)) {
 		ret = show_pagemap(j, img);
 	} else if (desc) {
 		ret = show_entries(j, img, desc);
