@@ -726,8 +726,8 @@ int mem_restore_inherited(struct restore_ctx *r)
 		if (rcheck(r, "munmap", rsys2(&r->rs, SYS_munmap, c->start, c->end - c->start)))
 			goto out;
 	}
-	if (map_vmas(r) || inherited_prot(r, true) || pages_restore(r) ||
-	    inherited_prot(r, false) || pages_drop_inherited(r) || finish_vmas(r) ||
+	if (map_vmas(r) || pages_drop_inherited(r) || inherited_prot(r, true) ||
+	    pages_restore(r) || inherited_prot(r, false) || finish_vmas(r) ||
 	    restore_mm_fields(r))
 		goto out;
 	ret = 0;

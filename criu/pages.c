@@ -618,9 +618,10 @@ bool pages_present_in(const struct restore_ctx *r, uint64_t start, uint64_t end)
 }
 
 /*
- * In a VMA inherited from the parent, every page that is neither shared with the parent nor
- * written from our own image was absent (or the zero page) in this task: drop it, so it reads
- * as zero (anonymous) or as the file again (private file mapping).
+ * In a VMA inherited from the parent, drop every page that is not shared with the parent:
+ * those the task did not have read as zero again (anonymous) or as the file (private file
+ * mapping), and those it has from its own image are then written into fresh pages instead of
+ * first being copied from the parent's by a copy-on-write fault.
  */
 int pages_drop_inherited(struct restore_ctx *r)
 {
@@ -637,7 +638,8 @@ int pages_drop_inherited(struct restore_ctx *r)
 			k++;
 		for (;; k++) {
 			const PagemapEntry *e = k < r->nr_pagemap ? r->pagemap[k] : NULL;
-			uint64_t until = e && e->vaddr < v->end ? e->vaddr : v->end;
+			bool cow = e && e->vaddr < v->end && e->flags == PAGEMAP_FLAGS__PE_COW;
+			uint64_t until = !e || e->vaddr >= v->end ? v->end : cow ? e->vaddr : pos;
 
 			if (until > pos &&
 			    rcheck(r, "madvise(MADV_DONTNEED)",
@@ -645,9 +647,8 @@ int pages_drop_inherited(struct restore_ctx *r)
 				return -1;
 			if (!e || e->vaddr >= v->end)
 				break;
-			pos = e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE;
-			if (e->flags == PAGEMAP_FLAGS__PE_ZERO)
-				pos = e->vaddr; /* zero runs are dropped too */
+			if (cow)
+				pos = e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE;
 		}
 	}
 	return 0;
