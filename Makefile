@@ -31,7 +31,7 @@ $(B)/images/%.pb-c.c $(B)/images/%.pb-c.h: images/%.proto
 	@mkdir -p $(B)/images
 	protoc-c --proto_path=images --c_out=$(B)/images $<
 
-$(B)/images/%.pb-c.o: $(B)/images/%.pb-c.c
+$(B)/images/%.pb-c.o: $(B)/images/%.pb-c.c | $(PB_H)
 	$(CC) $(CFLAGS) $(CPPFLAGS) -Wno-unused -c -o $@ $<
 
 # Every engine object may include any generated header.

@@ -56,6 +56,7 @@ static struct dump_ctx *task_new(struct dump_tree *t, pid_t pid, struct dump_ctx
 	d->parent = parent;
 	d->dirfd = t->dirfd;
 	d->pid = pid;
+	d->pidfd = -1;
 	d->vmas = (struct vec)VEC_INIT(struct proc_vma);
 	d->threads = (struct vec)VEC_INIT(struct dump_thread);
 	return d;
@@ -448,6 +449,7 @@ static void tree_free(struct dump_tree *t)
 	vec_free(&t->tasks);
 	vec_free(&t->file_keys);
 	vec_free(&t->shmem_keys);
+	vec_free(&t->pipes);
 	img_close(t->files);
 	img_close(t->shmem);
 	if (t->dirfd >= 0)
@@ -486,6 +488,7 @@ int crest_dump(const struct crest_opts *opts)
 		.tasks = VEC_INIT(struct dump_ctx *),
 		.file_keys = VEC_INIT(struct file_key),
 		.shmem_keys = VEC_INIT(struct shmem_key),
+		.pipes = VEC_INIT(uint64_t),
 	};
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_frozen;
 	bool frozen = false;

@@ -7,6 +7,7 @@
 #define CREST_INTERNAL_H
 
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -43,6 +44,9 @@ struct file_key {
 	unsigned int id;
 };
 
+struct restore_ctx;
+struct restore_tree;
+
 struct shmem_key {
 	uint64_t dev, ino;
 	unsigned int id;
@@ -59,6 +63,7 @@ struct dump_tree {
 	bool frozen_cgroup;   /* seize without waiting: the stops come after the thaw */
 	struct cr_img *shmem; /* shmem.img, opened at the first shared memory object */
 	struct vec shmem_keys; /* struct shmem_key: objects seen */
+	struct vec pipes;      /* uint64_t: pipes whose data is saved */
 };
 
 struct dump_ctx {
@@ -74,6 +79,7 @@ struct dump_ctx {
 	struct vec vmas;    /* struct proc_vma, from smaps, taken while frozen */
 	struct vec threads; /* struct dump_thread, the leader first */
 	struct rsys rs;	    /* the leader's, owning the scratch memory */
+	int pidfd;	    /* for pidfd_getfd, opened when first needed */
 	TaskCoreEntry *core; /* being filled */
 	MmEntry *mm;
 	/* statistics */
@@ -87,7 +93,40 @@ struct fd_plan {
 	int fd;
 	int src; /* open in crest, >= helper base, inherited by the task */
 	bool cloexec;
+	size_t file; /* index in restore_tree.files */
 };
+
+/* An fd being dumped, as /proc shows it. */
+struct fd_info {
+	int fd;		       /* its number in the task */
+	const char *link;      /* readlink of /proc/PID/fd/N */
+	const char *proc_path; /* /proc/PID/fd/N */
+	struct stat st;	       /* stat of it (the open file's inode) */
+	unsigned int flags;    /* f_flags, without O_CLOEXEC */
+	uint64_t pos;
+	const char *fdinfo; /* the text of /proc/PID/fdinfo/N */
+	int lfd;	    /* crest's own copy of the open file (pidfd_getfd), or -1 */
+};
+
+/* One kind of open file: how it is recognised, described and reopened. */
+struct fd_ops {
+	const char *name;
+	FdKind kind;
+	bool (*match)(struct dump_ctx *d, const struct fd_info *fi);
+	/* Describe the open file into f (id and kind are set); may write other images. */
+	int (*dump)(struct dump_ctx *d, const struct fd_info *fi, FileEntry *f);
+	/* Open it in crest; the fd becomes a helper every task inherits. */
+	int (*open)(struct restore_ctx *r, const FileEntry *f);
+	/* Optional: remote in the first task having it, once its fds are in place. */
+	int (*restore_in_task)(struct restore_ctx *r, const FileEntry *f, int task_fd);
+};
+
+extern const struct fd_ops reg_fd_ops, chr_fd_ops, memfd_fd_ops, tty_inherit_fd_ops, pipe_fd_ops,
+	fifo_fd_ops, eventfd_fd_ops, signalfd_fd_ops, timerfd_fd_ops, epoll_fd_ops;
+
+const char *fdinfo_field(const char *fdinfo, const char *key);
+void pipes_restore_fini(struct restore_tree *t);
+size_t pipe_obj_size(void);
 
 /* Tree-wide restore state: what every task shares. */
 struct restore_tree {
@@ -97,12 +136,14 @@ struct restore_tree {
 	struct vec tasks;   /* struct restore_ctx *, pstree order: parents first */
 	struct vec files;   /* FileEntry * from files.img */
 	int *file_fds;	    /* per files entry: its helper fd, or -1 until needed */
+	bool *file_done;    /* per files entry: its restore_in_task ran */
 	struct vec vma_files; /* struct vma_file: mapped files opened once for all tasks */
 	struct vec helpers; /* int: crest fds every task inherits and closes at its end */
 	int helper_base;    /* every helper fd is >= this, every target fd below */
 	struct vec group_helpers; /* pid_t: stand-ins for dead process group leaders */
 	struct vec shmems;	  /* ShmemEntry *, by id - 1 */
 	int *shmem_fds;		  /* per object: crest's fd (a helper), -1 until needed */
+	struct vec pipes;	  /* pipes.c's pipe objects */
 };
 
 struct vma_file {
@@ -192,6 +233,7 @@ int files_dump(struct dump_ctx *d);
 int files_restore_read(struct restore_tree *t); /* files.img, every fdinfo, the helper base */
 int files_restore_prepare(struct restore_ctx *r);
 int files_restore(struct restore_ctx *r);
+int files_restore_in_task(struct restore_ctx *r);
 
 /* task.c: per-task odds and ends (rlimits, umask, cwd, personality, prctl values, ...) */
 int task_dump(struct dump_ctx *d);

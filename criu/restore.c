@@ -446,7 +446,7 @@ static int restore_one(struct restore_ctx *r)
 		return -1;
 	restore_thread_at(r, 0)->rs = r->rs;
 	if ((r->parent ? mem_restore_inherited(r) : mem_restore(r)) || files_restore(r) ||
-	    task_restore(r) || sigs_restore(r))
+	    files_restore_in_task(r) || task_restore(r) || sigs_restore(r))
 		return -1;
 	restore_thread_at(r, 0)->rs.ip = r->rs.ip; /* the vdso may have moved */
 	restore_thread_at(r, 0)->rs.scratch = r->rs.scratch;
@@ -655,6 +655,7 @@ static void tree_free(struct restore_tree *t)
 		file_entry__free_unpacked(*vec_at(&t->files, FileEntry *, i), NULL);
 	vec_free(&t->files);
 	free(t->file_fds);
+	free(t->file_done);
 	vec_free(&t->vma_files);
 	for (size_t i = 0; i < t->helpers.len; i++)
 		close(*vec_at(&t->helpers, int, i));
@@ -663,6 +664,7 @@ static void tree_free(struct restore_tree *t)
 	for (size_t i = 0; i < t->shmems.len; i++)
 		shmem_entry__free_unpacked(*vec_at(&t->shmems, ShmemEntry *, i), NULL);
 	vec_free(&t->shmems);
+	pipes_restore_fini(t);
 	free(t->shmem_fds);
 	if (t->inv)
 		inventory_entry__free_unpacked(t->inv, NULL);
@@ -713,6 +715,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 		nofile.rlim_cur = nofile.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
+	t.pipes = (struct vec){ .elem = pipe_obj_size() };
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	t.dirfd = open_images_dir(opts->images_dir, false);
