@@ -374,7 +374,7 @@ static int make_zombie(struct restore_ctx *parent, struct restore_ctx *z)
 	    rcheck(z, "setpgid", rsys2(&rs, SYS_setpgid, 0, 0)))
 		return -1;
 	/* default action for the fatal signal, whatever the parent had */
-	if (sig) {
+	if (sig && sig != SIGKILL && sig != SIGSTOP) {
 		uint64_t ka[4] = { 0 };
 
 		if (rsys_poke(&rs, rs.scratch, ka, sizeof(ka)) ||
