@@ -5,8 +5,9 @@
 # quarter zero pages, a quarter repetitive text) BENCH_ITER times (default 5), and compare the
 # median times with two baselines measured in the same run on the same filesystem: memcpy of
 # 1 GiB and writing 1 GiB to the page cache.  Targets (issue 2): dump <= 2x and restore <= 3x
-# the page-cache write.  Exits non-zero when a dump or restore fails; with BENCH_STRICT=1 also
-# when a target is missed.  BENCH_DIR picks the directory for images (default /tmp).
+# the page-cache write.  Then test/bench/tree.sh: a tree of 100 processes x 4 threads.  Exits
+# non-zero when a dump or restore fails; with BENCH_STRICT=1 also when a target is missed.
+# BENCH_DIR picks the directory for images (default /tmp).
 
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -158,7 +159,12 @@ printf 'restore:  %6.3f s  = %5sx page-cache write, %5sx memcpy   target <= %dx:
 	"$restore_ok"
 printf 'images:   %d MiB (of 1024 MiB of memory)\n' $((size >> 20))
 
+# The tree of 100 processes x 4 threads (issue 3); its own script, with its own images.
+echo
+bash test/bench/tree.sh
+tree_rc=$?
+
 if [ "${BENCH_STRICT:-0}" = 1 ] && [ "$dump_ok$restore_ok" != metmet ]; then
 	exit 1
 fi
-exit 0
+exit $tree_rc

@@ -24,7 +24,8 @@ BIN=$ROOT/test/live/bin
 CREST=${CREST:-$ROOT/criu/crest}
 
 PROGRAMS=(counter nanosleep poll futex memory fpu signals itimer posix_timer files
-	cwd_umask_rlimit pid brk creds rseq)
+	cwd_umask_rlimit pid brk creds rseq
+	tree3 prefork threads200 futex_threads zombies reparent shared_anon tg_signals forker)
 HELPERS=(unsupported) # programs only the negative tests use
 CORRUPTIONS=(inventory_version core_magic core_flip_tail core_flip_middle core_truncated
 	core_extended mm_missing pagemap_flip pages_truncated control)
