@@ -445,7 +445,11 @@ static int restore_one(struct restore_ctx *r)
 	if (attach_thread(r, restore_thread_at(r, 0)))
 		return -1;
 	restore_thread_at(r, 0)->rs = r->rs;
-	if ((r->parent ? mem_restore_inherited(r) : mem_restore(r)) || files_restore(r) ||
+	pr_debug("task %d: restoring", r->pid);
+	if (r->parent ? mem_restore_inherited(r) : mem_restore(r))
+		return -1;
+	pr_debug("task %d: memory done (%lu remote syscalls)", r->pid, r->rs.nr_calls);
+	if (files_restore(r) ||
 	    files_restore_in_task(r) || task_restore(r) || sigs_restore(r))
 		return -1;
 	restore_thread_at(r, 0)->rs.ip = r->rs.ip; /* the vdso may have moved */
