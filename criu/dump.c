@@ -57,6 +57,7 @@ static struct dump_ctx *task_new(struct dump_tree *t, pid_t pid, struct dump_ctx
 	d->dirfd = t->dirfd;
 	d->pid = pid;
 	d->pidfd = -1;
+	d->uffd = -1;
 	d->vmas = (struct vec)VEC_INIT(struct proc_vma);
 	d->threads = (struct vec)VEC_INIT(struct dump_thread);
 	return d;
@@ -306,6 +307,52 @@ static int dump_threads(struct dump_ctx *d)
 	return 0;
 }
 
+/* The previous round's pagemap of this task: what "unchanged" pages can point at. */
+static int load_prev_runs(struct dump_ctx *d)
+{
+	struct cr_img *img;
+	ProtobufCMessage *msg;
+	size_t cap = 0;
+	int n;
+
+	char name[64];
+
+	img_name(IMG_PAGEMAP, d->pid, name, sizeof(name));
+	if (faccessat(d->tree->prev_dirfd, name, F_OK, 0))
+		return 0; /* a task new since then: everything is copied */
+	img = img_open_read(d->tree->prev_dirfd, IMG_PAGEMAP, d->pid);
+	if (!img)
+		return -1;
+	if (img_read_msg(img, &pagemap_head__descriptor, &msg) != 1) {
+		img_close(img);
+		return -1;
+	}
+	protobuf_c_message_free_unpacked(msg, NULL);
+	while ((n = img_read_msg(img, &pagemap_entry__descriptor, &msg)) == 1) {
+		PagemapEntry *e = (PagemapEntry *)msg;
+
+		if (d->nr_prev_runs == cap) {
+			PagemapEntry **nr = realloc(d->prev_runs, (cap = cap * 2 + 64) * sizeof(*nr));
+
+			if (!nr) {
+				protobuf_c_message_free_unpacked(msg, NULL);
+				n = -1;
+				break;
+			}
+			d->prev_runs = nr;
+		}
+		if (d->nr_prev_runs && e->vaddr < d->prev_runs[d->nr_prev_runs - 1]->vaddr) {
+			pr_err("%s: runs out of order", img_path(img));
+			protobuf_c_message_free_unpacked(msg, NULL);
+			n = -1;
+			break;
+		}
+		d->prev_runs[d->nr_prev_runs++] = e;
+	}
+	img_close(img);
+	return n < 0 ? -1 : 0;
+}
+
 /* Everything of one live task, read while the tree is frozen. */
 static int dump_one(struct dump_ctx *d)
 {
@@ -330,6 +377,16 @@ static int dump_one(struct dump_ctx *d)
 	if (rsys_find_ip(&d->rs, vdso ? vdso->start : 0, vdso ? vdso->end : 0) ||
 	    rsys_scratch_map(&d->rs, 0, PAGE_SIZE))
 		return -1;
+	if (d->tree->prev_dirfd >= 0 && load_prev_runs(d))
+		return -1;
+	if (d->tree->pre_dump) {
+		/* memory only, and tracking armed by the same scan that plans the copy */
+		if (track_check(d) || track_arm(d) || mem_dump(d, d->mm))
+			return -1;
+		return rsys_scratch_unmap(&d->rs);
+	}
+	if (d->tree->prev_track)
+		track_mark(d);
 	if (dump_threads(d) || task_dump(d) || creds_dump(d) || sigs_dump(d) || timers_dump(d) ||
 	    files_dump(d) || mem_dump(d, d->mm))
 		return -1;
@@ -411,7 +468,10 @@ static int write_inventory(struct dump_tree *t)
 	}
 	inv.has_shell_job = true;
 	inv.shell_job = t->opts->shell_job;
-	if (root->threads.len && dump_thread_at(root, 0)->core->has_xsave) {
+	if (t->opts->prev_images_dir)
+		inv.parent_dir = (char *)t->opts->prev_images_dir;
+	if (root->threads.len && dump_thread_at(root, 0)->core &&
+	    dump_thread_at(root, 0)->core->has_xsave) {
 		inv.has_xsave_size = true;
 		inv.xsave_size = dump_thread_at(root, 0)->core->xsave.len;
 	}
@@ -442,6 +502,14 @@ static void tree_free(struct dump_tree *t)
 			protobuf_c_message_free_unpacked(&d->core->base, NULL);
 		if (d->mm)
 			protobuf_c_message_free_unpacked(&d->mm->base, NULL);
+		for (size_t j = 0; j < d->nr_prev_runs; j++)
+			pagemap_entry__free_unpacked(d->prev_runs[j], NULL);
+		free(d->prev_runs);
+		if (d->uffd >= 0)
+			close(d->uffd);
+		if (d->pidfd >= 0)
+			close(d->pidfd);
+		vec_free(&d->page_plan);
 		vec_free(&d->vmas);
 		vec_free(&d->threads);
 		free(d);
@@ -452,13 +520,19 @@ static void tree_free(struct dump_tree *t)
 	vec_free(&t->pipes);
 	img_close(t->files);
 	img_close(t->shmem);
+	if (t->prev_track)
+		track_entry__free_unpacked(t->prev_track, NULL);
+	if (t->holder_pidfd >= 0)
+		close(t->holder_pidfd);
+	if (t->prev_dirfd >= 0)
+		close(t->prev_dirfd);
 	if (t->dirfd >= 0)
 		close(t->dirfd);
 }
 
 static void log_stats(struct dump_tree *t, uint64_t t0, uint64_t t_frozen)
 {
-	uint64_t scanned = 0, written = 0, zero = 0, cow = 0, bytes = 0, calls = 0;
+	uint64_t scanned = 0, written = 0, zero = 0, cow = 0, parent = 0, bytes = 0, calls = 0;
 
 	for (size_t i = 0; i < t->tasks.len; i++) {
 		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
@@ -467,75 +541,192 @@ static void log_stats(struct dump_tree *t, uint64_t t0, uint64_t t_frozen)
 		written += d->pages_written;
 		zero += d->pages_zero;
 		cow += d->pages_cow;
+		parent += d->pages_parent;
 		bytes += d->bytes_written;
 		calls += d->rs.nr_calls;
 		for (size_t j = 0; j < d->threads.len; j++)
 			calls += dump_thread_at(d, j)->rs.nr_calls;
 	}
 	pr_info("dumped %zu tasks: %llu pages scanned, %llu written (%llu MiB), %llu zero, %llu "
-		"shared with the parent, %llu remote syscalls, frozen %.3f ms, total %.3f ms",
+		"shared with the parent, %llu unchanged since the previous round, %llu remote "
+		"syscalls, frozen %.3f ms, total %.3f ms",
 		t->tasks.len, (unsigned long long)scanned, (unsigned long long)written,
 		(unsigned long long)(bytes >> 20), (unsigned long long)zero,
-		(unsigned long long)cow, (unsigned long long)calls,
+		(unsigned long long)cow, (unsigned long long)parent, (unsigned long long)calls,
 		(now_ns(CLOCK_MONOTONIC) - t_frozen) / 1e6, (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
 }
 
-int crest_dump(const struct crest_opts *opts)
+/* --prev-images-dir: the round this one builds on (relative to the images directory). */
+static int open_prev(struct dump_tree *t)
 {
-	struct dump_tree t = {
+	const char *prev = t->opts->prev_images_dir;
+	ProtobufCMessage *msg;
+	InventoryEntry *inv;
+	int ret;
+
+	if (!prev)
+		return 0;
+	t->prev_dirfd = openat(t->dirfd, prev, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->prev_dirfd < 0) {
+		pr_perror("cannot open the previous images directory %s", prev);
+		return -1;
+	}
+	if (img_read_one(t->prev_dirfd, IMG_INVENTORY, 0, &inventory_entry__descriptor, &msg))
+		return -1;
+	inv = (InventoryEntry *)msg;
+	ret = inv->root_pid == (uint32_t)t->opts->pid ? 0 : -1;
+	if (ret)
+		pr_err("%s holds a dump of %u, not of %d", prev, inv->root_pid, t->opts->pid);
+	inventory_entry__free_unpacked(inv, NULL);
+	if (ret)
+		return -1;
+	/* restore follows this link to the parent images, as far up as the chain goes */
+	unlinkat(t->dirfd, "parent", 0);
+	if (symlinkat(prev, t->dirfd, "parent")) {
+		pr_perror("cannot link the images to their parent %s", prev);
+		return -1;
+	}
+	return track_load(t, t->prev_dirfd);
+}
+
+static void tree_init(struct dump_tree *t, const struct crest_opts *opts)
+{
+	*t = (struct dump_tree){
 		.opts = opts,
 		.dirfd = -1,
+		.prev_dirfd = -1,
+		.holder_pidfd = -1,
 		.tasks = VEC_INIT(struct dump_ctx *),
 		.file_keys = VEC_INIT(struct file_key),
 		.shmem_keys = VEC_INIT(struct shmem_key),
 		.pipes = VEC_INIT(uint64_t),
 	};
-	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_frozen;
+}
+
+/* Everything but memory is read and written while frozen; close the tree-wide images. */
+static int dump_tasks(struct dump_tree *t)
+{
+	if (!t->pre_dump) {
+		t->files = img_open_write(t->dirfd, IMG_FILES, 0);
+		if (!t->files)
+			return -1;
+	}
+	for (size_t i = 0; i < t->tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+
+		if (!d->zombie && dump_one(d))
+			return -1;
+	}
+	if (img_close(t->files) | img_close(t->shmem)) {
+		t->files = t->shmem = NULL;
+		return -1;
+	}
+	t->files = t->shmem = NULL;
+	return 0;
+}
+
+int crest_dump(const struct crest_opts *opts)
+{
+	struct dump_tree t;
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_frozen = t0;
 	bool frozen = false;
 	int ret = -1;
 
 	error_reset();
+	tree_init(&t, opts);
 	if (dump_precheck(opts))
 		goto out;
 	t.dirfd = open_images_dir(opts->images_dir, true);
-	if (t.dirfd < 0)
+	if (t.dirfd < 0 || open_prev(&t))
 		goto out;
 	frozen = true;
 	if (tree_seize(&t, opts->pid))
 		goto out;
 	t_frozen = now_ns(CLOCK_MONOTONIC);
-	t.files = img_open_write(t.dirfd, IMG_FILES, 0);
-	if (!t.files)
-		goto out;
-	for (size_t i = 0; i < t.tasks.len; i++) {
-		struct dump_ctx *d = *vec_at(&t.tasks, struct dump_ctx *, i);
-
-		if (!d->zombie && dump_one(d))
-			goto out;
-	}
-	if (img_close(t.files)) {
-		t.files = NULL;
-		goto out;
-	}
-	t.files = NULL;
-	if (img_close(t.shmem)) {
-		t.shmem = NULL;
-		goto out;
-	}
-	t.shmem = NULL;
-	if (write_pstree(&t) || write_inventory(&t))
+	if (dump_tasks(&t) || write_pstree(&t) || write_inventory(&t))
 		goto out;
 	if (opts->leave_running)
 		tree_release(&t);
 	else if (tree_kill(&t))
 		goto out_released;
 	frozen = false;
+	/* the final round: tracking has done its job */
+	track_stop(&t);
 	log_stats(&t, t0, t_frozen);
 	ret = 0;
 out:
 	if (frozen)
 		tree_release(&t);
 out_released:
+	tree_free(&t);
+	return ret;
+}
+
+/*
+ * crest pre-dump: freeze only to read the VMAs and arm tracking, with one PAGEMAP_SCAN per
+ * VMA that both says what to copy and write-protects it again; then let the tree run and copy
+ * its pages while it does.  Pages written meanwhile are copied again by the next round.
+ */
+int crest_pre_dump(const struct crest_opts *opts)
+{
+	struct dump_tree t;
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_frozen = t0, t_thawed = t0;
+	bool frozen = false;
+	int ret = -1;
+
+	error_reset();
+	tree_init(&t, opts);
+	t.pre_dump = t.arm = true;
+	if (dump_precheck(opts))
+		goto out;
+	t.dirfd = open_images_dir(opts->images_dir, true);
+	if (t.dirfd < 0 || open_prev(&t))
+		goto out;
+	frozen = true;
+	if (tree_seize(&t, opts->pid))
+		goto out;
+	t_frozen = now_ns(CLOCK_MONOTONIC);
+	if (dump_tasks(&t))
+		goto out;
+	tree_release(&t);
+	frozen = false;
+	t_thawed = now_ns(CLOCK_MONOTONIC);
+	for (size_t i = 0; i < t.tasks.len; i++) {
+		struct dump_ctx *d = *vec_at(&t.tasks, struct dump_ctx *, i);
+
+		if (!d->zombie && pages_execute(d, d->mm))
+			goto out;
+	}
+	if (write_pstree(&t) || write_inventory(&t) || track_save(&t))
+		goto out;
+	track_stop(&t); /* the new holder has every userfaultfd now */
+	pr_info("pre-dump: frozen %.3f ms", (t_thawed - t_frozen) / 1e6);
+	log_stats(&t, t0, t_frozen);
+	ret = 0;
+out:
+	if (frozen)
+		tree_release(&t);
+	tree_free(&t);
+	return ret;
+}
+
+int crest_stop_tracking(const struct crest_opts *opts)
+{
+	struct dump_tree t;
+	int ret = -1;
+
+	error_reset();
+	tree_init(&t, opts);
+	t.dirfd = open_images_dir(opts->images_dir, false);
+	if (t.dirfd < 0 || track_load(&t, t.dirfd))
+		goto out;
+	if (!t.prev_track) {
+		pr_err("%s has no memory tracking to stop", opts->images_dir);
+		goto out;
+	}
+	track_stop(&t);
+	ret = 0;
+out:
 	tree_free(&t);
 	return ret;
 }

@@ -20,6 +20,7 @@
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
 #include "shmem.pb-c.h"
+#include "track.pb-c.h"
 
 #define WBUF_SIZE (256u << 10)
 
@@ -61,6 +62,7 @@ static const struct img_kind_info kinds[IMG_KIND_MAX] = {
 	[IMG_SHMEM] = { "shmem.img", "shmem", false, &shmem_entry__descriptor },
 	[IMG_SHM_PAGEMAP] = { "shmpagemap-%d.img", "shmpagemap", true, NULL },
 	[IMG_SHM_PAGES] = { "shmpages-%d.img", "shmpages", true, NULL },
+	[IMG_TRACK] = { "track.img", "track", false, &track_entry__descriptor },
 };
 
 static bool kind_valid(unsigned int kind)

@@ -23,6 +23,7 @@
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
 #include "shmem.pb-c.h"
+#include "track.pb-c.h"
 
 /* Bytes of remote scratch memory used for syscall arguments (iovecs, structs, strings). */
 #define SCRATCH_SIZE (64UL << 10)
@@ -64,6 +65,12 @@ struct dump_tree {
 	struct cr_img *shmem; /* shmem.img, opened at the first shared memory object */
 	struct vec shmem_keys; /* struct shmem_key: objects seen */
 	struct vec pipes;      /* uint64_t: pipes whose data is saved */
+	/* incremental dumps */
+	int prev_dirfd;		  /* --prev-images-dir, or -1 */
+	TrackEntry *prev_track;	  /* the previous round's tracking, if any */
+	int holder_pidfd;	  /* its holder process */
+	bool arm;		  /* (re)arm dirty tracking while scanning */
+	bool pre_dump;		  /* copy pages after the tree runs again */
 };
 
 struct dump_ctx {
@@ -80,10 +87,14 @@ struct dump_ctx {
 	struct vec threads; /* struct dump_thread, the leader first */
 	struct rsys rs;	    /* the leader's, owning the scratch memory */
 	int pidfd;	    /* for pidfd_getfd, opened when first needed */
+	int uffd;	    /* crest's copy of the task's tracking userfaultfd, or -1 */
+	PagemapEntry **prev_runs; /* the previous round's pagemap of this task */
+	size_t nr_prev_runs;
+	struct vec page_plan; /* struct page_step: decided frozen, copied maybe later */
 	TaskCoreEntry *core; /* being filled */
 	MmEntry *mm;
 	/* statistics */
-	uint64_t pages_scanned, pages_written, pages_zero, pages_cow, bytes_written;
+	uint64_t pages_scanned, pages_written, pages_zero, pages_cow, pages_parent, bytes_written;
 };
 
 #define dump_thread_at(d, i) vec_at(&(d)->threads, struct dump_thread, i)
@@ -152,6 +163,13 @@ struct vma_file {
 	int fd;
 };
 
+/* A run of pages to fill, and the image it is read from. */
+struct page_seg {
+	uint64_t vaddr, len;
+	int fd; /* a pages image (a helper fd the task reads from) */
+	uint64_t off;
+};
+
 struct restore_thread {
 	pid_t tid;
 	ThreadCoreEntry *core;
@@ -176,6 +194,7 @@ struct restore_ctx {
 	struct vec fds;	   /* struct fd_plan */
 	int helper_base;   /* == tree->helper_base */
 	int pages_fd;
+	struct vec segs; /* struct page_seg: where every page with data comes from */
 	int *vma_fds; /* per mm->vmas[i]: file to map, or -1 */
 	int exe_fd;
 	struct vec threads; /* struct restore_thread, the leader first */
@@ -193,6 +212,14 @@ int shmem_restore_read(struct restore_tree *t);
 int shmem_restore_fd(struct restore_ctx *r, uint32_t id);
 int pages_dump_shmem(struct dump_ctx *d, int fd, uint64_t size, unsigned int id);
 
+/* track.c: dirty page tracking with userfaultfd WP-async */
+int track_check(struct dump_ctx *d);
+int track_arm(struct dump_ctx *d);
+void track_mark(struct dump_ctx *d);
+int track_save(struct dump_tree *t);
+int track_load(struct dump_tree *t, int prev_dirfd);
+void track_stop(struct dump_tree *t);
+
 /* freezer.c: cgroup v1/v2 freezer */
 int freezer_freeze(const char *cgroup);
 int freezer_thaw(const char *cgroup);
@@ -206,7 +233,10 @@ const struct proc_vma *vma_find_special(const struct vec *vmas, const char *name
 
 /* pages.c: page contents */
 int pages_dump(struct dump_ctx *d, MmEntry *mm);
+int pages_plan(struct dump_ctx *d, MmEntry *mm);
+int pages_execute(struct dump_ctx *d, MmEntry *mm);
 int pages_restore_prepare(struct restore_ctx *r);
+int pages_resolve(struct restore_ctx *r);
 int pages_restore(struct restore_ctx *r);
 bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end);
 bool pages_present_in(const struct restore_ctx *r, uint64_t start, uint64_t end);

@@ -38,6 +38,7 @@ enum {
 	OPT_ADDRESS,
 	OPT_PORT,
 	OPT_FREEZE_CGROUP,
+	OPT_STOP_TRACKING,
 };
 
 /* A leading ':' makes getopt report a missing argument apart from an unknown option. */
@@ -67,13 +68,15 @@ static const struct option long_opts[] = {
 	{"address", required_argument, NULL, OPT_ADDRESS},
 	{"port", required_argument, NULL, OPT_PORT},
 	{"freeze-cgroup", required_argument, NULL, OPT_FREEZE_CGROUP},
+	{"stop-tracking", no_argument, NULL, OPT_STOP_TRACKING},
 	{NULL, 0, NULL, 0},
 };
 
 static const char usage_text[] =
 	"Usage:\n"
 	"  crest dump -t PID -D DIR [options]   checkpoint the tree rooted at PID into DIR\n"
-	"  crest pre-dump -t PID -D DIR         pre-copy memory (not supported yet)\n"
+	"  crest pre-dump -t PID -D DIR         copy memory while the tree runs (--prev-images-dir:\n"
+	"                                       only what changed since that round)\n"
 	"  crest restore -D DIR [options]       restore the tree saved in DIR\n"
 	"  crest check                          report the kernel features crest relies on\n"
 	"  crest show FILE|DIR                  decode an image, or all images of a dump, to JSON\n"
@@ -102,6 +105,7 @@ static const char usage_text[] =
 	"  --ext-unix-sk            allow unix sockets connected outside the tree (not yet)\n"
 	"  --file-locks             checkpoint file locks (not yet)\n"
 	"  --freeze-cgroup PATH     freeze the tree with this cgroup's freezer (v1 or v2)\n"
+	"  --stop-tracking          pre-dump: end the memory tracking of the rounds in -D\n"
 	"  --page-server            send pages to a page server instead of -D (not yet)\n"
 	"  --address ADDR           address of the page server\n"
 	"  --port PORT              port of the page server\n"
@@ -240,6 +244,9 @@ static void parse_one(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_FREEZE_CGROUP:
 		o->freeze_cgroup = arg;
+		break;
+	case OPT_STOP_TRACKING:
+		o->stop_tracking = true;
 		break;
 	case OPT_PAGE_SERVER:
 		o->page_server = true;
@@ -483,6 +490,22 @@ static int do_dump(struct cli *cli)
 	return 0;
 }
 
+static int do_pre_dump(struct cli *cli)
+{
+	if (!cli->opts.images_dir)
+		return fail("pre-dump", "-D DIR is required");
+	if (cli->opts.stop_tracking) {
+		if (crest_stop_tracking(&cli->opts))
+			return fail("pre-dump", crest_last_error());
+		return 0;
+	}
+	if (!cli->opts.pid)
+		return fail("pre-dump", "-t PID is required");
+	if (crest_pre_dump(&cli->opts))
+		return fail("pre-dump", crest_last_error());
+	return 0;
+}
+
 static int do_check(struct cli *cli)
 {
 	if (crest_check(stdout)) {
@@ -512,7 +535,7 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
-	{"dump", do_dump},   {"pre-dump", NULL}, {"restore", do_restore},
+	{"dump", do_dump},   {"pre-dump", do_pre_dump}, {"restore", do_restore},
 	{"check", do_check}, {"show", do_show},	 {"help", NULL},
 };
 

@@ -65,7 +65,7 @@ static bool ends_with(const char *s, const char *suffix)
 }
 
 /* Decide how a VMA is saved; refuse clearly what is not supported yet. */
-static int vma_classify(pid_t pid, const struct proc_vma *v, VmaKind *kind)
+static int vma_classify(pid_t pid, const struct proc_vma *v, VmaKind *kind, bool tracked)
 {
 	const char *p = v->path;
 
@@ -92,7 +92,8 @@ static int vma_classify(pid_t pid, const struct proc_vma *v, VmaKind *kind)
 		*kind = v->shared ? VMA_KIND__VMA_FILE_SHARED : VMA_KIND__VMA_FILE_PRIVATE;
 	else
 		goto unsupported;
-	if (v->vmflags & (VMF_UFFD_WP | VMF_UFFD_MISSING)) {
+	/* write-protect registered by our own tracking is fine; anything else is the task's */
+	if ((v->vmflags & VMF_UFFD_MISSING) || ((v->vmflags & VMF_UFFD_WP) && !tracked)) {
 		pr_err("task %d: memory %lx-%lx is registered with userfaultfd: not supported yet",
 		       pid, v->start, v->end);
 		return -1;
@@ -213,7 +214,7 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 			return -1;
 		vma_entry__init(e);
 		mm->vmas[mm->n_vmas++] = e;
-		if (vma_classify(d->pid, v, &kind))
+		if (vma_classify(d->pid, v, &kind, d->tree->prev_track))
 			return -1;
 		e->start = v->start;
 		e->end = v->end;
@@ -231,10 +232,12 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 
 			snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", d->pid, v->start,
 				 v->end);
-			id = shmem_dump_object(d, path,
-					       memfd ? SHMEM_KIND__SHMEM_MEMFD :
-						       SHMEM_KIND__SHMEM_ANON,
-					       memfd);
+			/* a pre-dump saves private memory only: objects come whole at the end */
+			id = d->tree->pre_dump ? 0 :
+						 shmem_dump_object(d, path,
+								   memfd ? SHMEM_KIND__SHMEM_MEMFD :
+									   SHMEM_KIND__SHMEM_ANON,
+								   memfd);
 			free(memfd);
 			if (id < 0)
 				return -1;
@@ -260,7 +263,8 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 	}
 	if (mm_dump_fields(d, mm))
 		return -1;
-	return pages_dump(d, mm);
+	/* a pre-dump copies the pages once the tree runs again */
+	return d->tree->pre_dump ? pages_plan(d, mm) : pages_dump(d, mm);
 }
 
 /* ---- restore ---- */

@@ -48,7 +48,7 @@ static int pm_emit(struct pagemap_writer *w, unsigned long vaddr, unsigned long 
 		*w->stat_written += nr;
 	else if (flags & PAGEMAP_FLAGS__PE_ZERO)
 		*w->stat_zero += nr;
-	else
+	else if (flags & PAGEMAP_FLAGS__PE_COW)
 		*w->stat_cow += nr;
 
 	if (last && last->flags == flags && last->vaddr >= w->vma_start &&
@@ -205,62 +205,6 @@ static int copy_range(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
 	return 0;
 }
 
-/* Private mappings: the pages PAGEMAP_SCAN reports, filtered by what must be saved. */
-static int dump_private_vma(struct dump_ctx *d, struct pagemap_writer *w, int pagemap_fd,
-			    int mem_fd, const VmaEntry *vma, char *buf)
-{
-	static struct page_region regions[SCAN_REGIONS];
-	bool file = vma->kind == VMA_KIND__VMA_FILE_PRIVATE;
-	struct copy_src src = {
-		.mem_fd = mem_fd,
-		.readable = vma->prot & PROT_READ,
-		.elide_zero = !file, /* a zero COWed page of a file mapping is not the file's */
-		.cow = vma->inherit && w->parent_pagemap_fd >= 0,
-	};
-	unsigned long addr = vma->start;
-
-	while (addr < vma->end) {
-		struct pm_scan_arg arg = {
-			.size = sizeof(arg),
-			.start = addr,
-			.end = vma->end,
-			.vec = (uintptr_t)regions,
-			.vec_len = SCAN_REGIONS,
-			.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-			.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE |
-				       PAGE_IS_PFNZERO,
-		};
-		int n = ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
-
-		if (n < 0) {
-			pr_perror("PAGEMAP_SCAN of %d at %#lx", d->pid, addr);
-			return -1;
-		}
-		for (int i = 0; i < n; i++) {
-			uint64_t cat = regions[i].categories;
-			unsigned long nr = (regions[i].end - regions[i].start) / PAGE_SIZE;
-
-			d->pages_scanned += nr;
-			/* The shared zero page: content known, nothing to copy. */
-			if ((cat & PAGE_IS_PFNZERO) && !(cat & PAGE_IS_SWAPPED)) {
-				if (!file && pm_emit(w, regions[i].start, nr,
-						     PAGEMAP_FLAGS__PE_ZERO, NULL))
-					return -1;
-				continue;
-			}
-			/* A file page not COWed: the file has it. */
-			if (file && (cat & PAGE_IS_FILE) && !(cat & PAGE_IS_SWAPPED))
-				continue;
-			if (copy_range(d, w, buf, &src, regions[i].start, regions[i].end))
-				return -1;
-		}
-		if (arg.walk_end <= addr || arg.walk_end >= vma->end)
-			break;
-		addr = arg.walk_end;
-	}
-	return 0;
-}
-
 /* Shared memory: its shmem file knows which pages exist, mapped anywhere or not. */
 static int dump_file_content(struct dump_ctx *d, struct pagemap_writer *w, int fd, off_t end_off,
 			     char *buf)
@@ -315,7 +259,173 @@ static int write_pagemap(struct dump_ctx *d, struct pagemap_writer *w, enum img_
 	return ret;
 }
 
-int pages_dump(struct dump_ctx *d, MmEntry *mm)
+/* One step of a task's page dump, decided while it is frozen. */
+struct page_step {
+	unsigned long start, end, vma_start;
+	uint32_t flags; /* PE_ZERO, PE_PARENT: recorded as they are; 0: copied */
+	struct copy_src src;
+};
+
+static int plan_add(struct dump_ctx *d, unsigned long start, unsigned long end,
+		    const VmaEntry *vma, uint32_t flags, const struct copy_src *src)
+{
+	struct page_step *s = vec_push(&d->page_plan);
+
+	if (!s)
+		return -1;
+	s->start = start;
+	s->end = end;
+	s->vma_start = vma->start;
+	s->flags = flags;
+	s->src = *src;
+	return 0;
+}
+
+/* First run of the previous round that ends after addr. */
+static size_t prev_run_from(const struct dump_ctx *d, unsigned long addr)
+{
+	size_t lo = 0, hi = d->nr_prev_runs;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const PagemapEntry *e = d->prev_runs[mid];
+
+		if (e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * Pages not written since the previous round: those the previous round has are recorded as
+ * in-parent; any it lacks are copied all the same.
+ */
+static int plan_unchanged(struct dump_ctx *d, const VmaEntry *vma, unsigned long start,
+			  unsigned long end, const struct copy_src *src)
+{
+	size_t k = prev_run_from(d, start);
+
+	while (start < end) {
+		const PagemapEntry *e = k < d->nr_prev_runs ? d->prev_runs[k] : NULL;
+		unsigned long rs, re;
+
+		if (!e || e->vaddr >= end)
+			return plan_add(d, start, end, vma, 0, src);
+		rs = e->vaddr;
+		re = rs + (uint64_t)e->nr_pages * PAGE_SIZE;
+		if (rs > start) {
+			if (plan_add(d, start, rs, vma, 0, src))
+				return -1;
+			start = rs;
+		}
+		re = min_t(unsigned long, re, end);
+		/* a run shared with a parent task then is no evidence of the data now */
+		if (plan_add(d, start, re, vma,
+			     e->flags == PAGEMAP_FLAGS__PE_COW ? 0 : PAGEMAP_FLAGS__PE_PARENT, src))
+			return -1;
+		if (e->flags != PAGEMAP_FLAGS__PE_COW)
+			d->pages_parent += (re - start) / PAGE_SIZE;
+		start = re;
+		k++;
+	}
+	return 0;
+}
+
+/*
+ * Private mappings: the pages PAGEMAP_SCAN reports, filtered by what must be saved.  With
+ * tracking armed, the same scan write-protects them again for the next round and says which
+ * were written since the last one.
+ */
+static int plan_private_vma(struct dump_ctx *d, int pagemap_fd, const VmaEntry *vma,
+			    const struct proc_vma *pv)
+{
+	static struct page_region regions[SCAN_REGIONS];
+	bool file = vma->kind == VMA_KIND__VMA_FILE_PRIVATE;
+	bool incremental = d->prev_runs && pv->tracked && d->tree->prev_track;
+	struct copy_src src = {
+		.readable = vma->prot & PROT_READ,
+		.elide_zero = !file, /* a zero COWed page of a file mapping is not the file's */
+		/* pages copied while the tree runs say nothing of the parent's at the end */
+		.cow = vma->inherit && d->parent && !d->tree->pre_dump,
+	};
+	unsigned long addr = vma->start;
+
+	while (addr < vma->end) {
+		struct pm_scan_arg arg = {
+			.size = sizeof(arg),
+			.flags = d->tree->arm && pv->tracked ? PM_SCAN_WP_MATCHING : 0,
+			.start = addr,
+			.end = vma->end,
+			.vec = (uintptr_t)regions,
+			.vec_len = SCAN_REGIONS,
+			.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+			.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE |
+				       PAGE_IS_PFNZERO | PAGE_IS_WRITTEN | PAGE_IS_WPALLOWED,
+		};
+		int n = ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
+
+		if (n < 0) {
+			pr_perror("PAGEMAP_SCAN of %d at %#lx", d->pid, addr);
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			uint64_t cat = regions[i].categories;
+			unsigned long s = regions[i].start, e = regions[i].end;
+
+			d->pages_scanned += (e - s) / PAGE_SIZE;
+			/* The shared zero page: content known, nothing to copy. */
+			if ((cat & PAGE_IS_PFNZERO) && !(cat & PAGE_IS_SWAPPED)) {
+				if (!file && plan_add(d, s, e, vma, PAGEMAP_FLAGS__PE_ZERO, &src))
+					return -1;
+				continue;
+			}
+			/* A file page not COWed: the file has it. */
+			if (file && (cat & PAGE_IS_FILE) && !(cat & PAGE_IS_SWAPPED))
+				continue;
+			if (incremental && (cat & PAGE_IS_WPALLOWED) && !(cat & PAGE_IS_WRITTEN)) {
+				if (plan_unchanged(d, vma, s, e, &src))
+					return -1;
+			} else if (plan_add(d, s, e, vma, 0, &src)) {
+				return -1;
+			}
+		}
+		if (arg.walk_end <= addr || arg.walk_end >= vma->end)
+			break;
+		addr = arg.walk_end;
+	}
+	return 0;
+}
+
+int pages_plan(struct dump_ctx *d, MmEntry *mm)
+{
+	char path[64];
+	int pagemap_fd, ret = 0;
+
+	d->page_plan = (struct vec){ .elem = sizeof(struct page_step) };
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", d->pid);
+	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pagemap_fd < 0) {
+		pr_perror("cannot open %s", path);
+		return -1;
+	}
+	for (size_t i = 0; !ret && i < mm->n_vmas; i++) {
+		const VmaEntry *vma = mm->vmas[i];
+
+		/* shared memory is saved as objects (shmem.c); file shared, vdso, vvar,
+		 * vsyscall: nothing of ours to save */
+		if (vma->kind == VMA_KIND__VMA_ANON_PRIVATE ||
+		    vma->kind == VMA_KIND__VMA_FILE_PRIVATE)
+			ret = plan_private_vma(d, pagemap_fd, vma,
+					       vec_at(&d->vmas, struct proc_vma, i));
+	}
+	close(pagemap_fd);
+	return ret;
+}
+
+/* Copy what the plan says and write the pagemap and pages images. */
+int pages_execute(struct dump_ctx *d, MmEntry *mm)
 {
 	struct pagemap_writer w = { .runs = VEC_INIT(PagemapEntry), .parent_pagemap_fd = -1 };
 	char path[64];
@@ -349,20 +459,15 @@ int pages_dump(struct dump_ctx *d, MmEntry *mm)
 	w.pages = img_open_write(d->dirfd, IMG_PAGES, d->pid);
 	if (!w.pages)
 		goto out;
-	for (size_t i = 0; i < mm->n_vmas; i++) {
-		const VmaEntry *vma = mm->vmas[i];
+	for (size_t i = 0; i < d->page_plan.len; i++) {
+		struct page_step *s = vec_at(&d->page_plan, struct page_step, i);
 
-		w.vma_start = vma->start;
-		switch (vma->kind) {
-		case VMA_KIND__VMA_ANON_PRIVATE:
-		case VMA_KIND__VMA_FILE_PRIVATE:
-			if (dump_private_vma(d, &w, pagemap_fd, mem_fd, vma, buf))
-				goto out;
-			break;
-		default: /* shared memory is saved as objects (shmem.c); file shared, vdso, vvar,
-			  * vsyscall: nothing of ours to save */
-			break;
-		}
+		w.vma_start = s->vma_start;
+		s->src.mem_fd = mem_fd;
+		if (s->flags ? pm_emit(&w, s->start, (s->end - s->start) / PAGE_SIZE, s->flags,
+				       NULL) :
+			       copy_range(d, &w, buf, &s->src, s->start, s->end))
+			goto out;
 	}
 	d->bytes_written = img_data_off(w.pages);
 	ret = write_pagemap(d, &w, IMG_PAGEMAP, d->pid);
@@ -370,6 +475,7 @@ out:
 	if (img_close(w.pages))
 		ret = -1;
 	vec_free(&w.runs);
+	vec_free(&d->page_plan);
 	free(buf);
 	if (pagemap_fd >= 0)
 		close(pagemap_fd);
@@ -378,6 +484,11 @@ out:
 	if (w.parent_pagemap_fd >= 0)
 		close(w.parent_pagemap_fd);
 	return ret;
+}
+
+int pages_dump(struct dump_ctx *d, MmEntry *mm)
+{
+	return pages_plan(d, mm) || pages_execute(d, mm) ? -1 : 0;
 }
 
 /* The content of a shared memory object, as runs of file offsets. */
@@ -420,6 +531,176 @@ static const VmaEntry *vma_covering(const MmEntry *mm, uint64_t start, uint64_t 
 			return end <= v->end ? v : NULL;
 	}
 	return NULL;
+}
+
+/* One parent round's pagemap and pages of a task. */
+struct pm_level {
+	int dirfd;
+	PagemapEntry **runs;
+	size_t n;
+	int pages_fd; /* a helper: the task reads from it */
+	uint64_t data_size;
+};
+
+#define MAX_CHAIN 64
+
+static void level_free(struct pm_level *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		pagemap_entry__free_unpacked(l->runs[i], NULL);
+	free(l->runs);
+	if (l->dirfd >= 0)
+		close(l->dirfd);
+}
+
+static int level_load(struct restore_ctx *r, int parent_of, struct pm_level *l)
+{
+	struct cr_img *img, *pages;
+	ProtobufCMessage *msg;
+	uint64_t prev_end = 0;
+	size_t cap = 0;
+	int n;
+
+	l->dirfd = openat(parent_of, "parent", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (l->dirfd < 0) {
+		pr_perror("task %d has pages in the parent images, but there are none", r->pid);
+		return -1;
+	}
+	img = img_open_read(l->dirfd, IMG_PAGEMAP, r->pid);
+	if (!img)
+		return -1;
+	pages = img_open_read(l->dirfd, IMG_PAGES, r->pid);
+	if (!pages || img_read_msg(img, &pagemap_head__descriptor, &msg) != 1) {
+		img_close(pages);
+		img_close(img);
+		return -1;
+	}
+	l->data_size = img_size(pages) - IMG_PAGES_HDR_SIZE;
+	n = ((PagemapHead *)msg)->pages_size == l->data_size ? 1 : -1;
+	protobuf_c_message_free_unpacked(msg, NULL);
+	if (n < 0)
+		pr_err("%s: size does not match its pagemap", img_path(pages));
+	while (n > 0 && (n = img_read_msg(img, &pagemap_entry__descriptor, &msg)) == 1) {
+		PagemapEntry *e = (PagemapEntry *)msg;
+		uint64_t len = (uint64_t)e->nr_pages * PAGE_SIZE;
+
+		if (l->n == cap) {
+			PagemapEntry **nr = realloc(l->runs, (cap = cap * 2 + 64) * sizeof(*nr));
+
+			if (!nr) {
+				protobuf_c_message_free_unpacked(msg, NULL);
+				n = -1;
+				break;
+			}
+			l->runs = nr;
+		}
+		l->runs[l->n++] = e;
+		if (!e->nr_pages || e->nr_pages > MAX_RUN_PAGES || e->vaddr % PAGE_SIZE ||
+		    e->vaddr < prev_end || e->flags == PAGEMAP_FLAGS__PE_COW ||
+		    (e->flags == PAGEMAP_FLAGS__PE_PRESENT &&
+		     (!e->has_off || e->off % PAGE_SIZE || e->off + len > l->data_size))) {
+			pr_err("%s: run at %#llx is malformed", img_path(img),
+			       (unsigned long long)e->vaddr);
+			n = -1;
+		}
+		prev_end = e->vaddr + len;
+	}
+	if (!n) {
+		l->pages_fd = dup(img_fd(pages));
+		if (l->pages_fd < 0 || (l->pages_fd = restore_add_helper(r->tree, l->pages_fd)) < 0)
+			n = -1;
+	}
+	img_close(pages);
+	img_close(img);
+	return n < 0 ? -1 : 0;
+}
+
+static int seg_add(struct restore_ctx *r, uint64_t vaddr, uint64_t len, int fd, uint64_t off)
+{
+	struct page_seg *s = r->segs.len ? vec_at(&r->segs, struct page_seg, r->segs.len - 1) : NULL;
+
+	if (s && s->fd == fd && s->vaddr + s->len == vaddr && s->off + s->len == off &&
+	    s->len + len <= FILL_BYTES_MAX) {
+		s->len += len;
+		return 0;
+	}
+	s = vec_push(&r->segs);
+	if (!s)
+		return -1;
+	s->vaddr = vaddr;
+	s->len = len;
+	s->fd = fd;
+	s->off = off;
+	return 0;
+}
+
+/* [a, b) is in-parent at depth: find where each part of it really is. */
+static int resolve(struct restore_ctx *r, struct pm_level *lv, int depth, uint64_t a, uint64_t b)
+{
+	struct pm_level *l;
+	size_t lo = 0, hi;
+
+	if (depth >= MAX_CHAIN) {
+		pr_err("task %d: the chain of parent images is deeper than %d", r->pid, MAX_CHAIN);
+		return -1;
+	}
+	l = &lv[depth];
+	if (!l->runs && l->dirfd < 0 &&
+	    level_load(r, depth ? lv[depth - 1].dirfd : r->dirfd, l))
+		return -1;
+	hi = l->n;
+	while (lo < hi) { /* first run ending after a */
+		size_t mid = (lo + hi) / 2;
+
+		if (l->runs[mid]->vaddr + (uint64_t)l->runs[mid]->nr_pages * PAGE_SIZE <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	while (a < b) {
+		const PagemapEntry *e = lo < l->n ? l->runs[lo++] : NULL;
+		uint64_t s, t;
+
+		if (!e || e->vaddr > a) {
+			pr_err("task %d: page %#llx is in-parent but the parent images lack it",
+			       r->pid, (unsigned long long)a);
+			return -1;
+		}
+		s = a;
+		t = min_t(uint64_t, b, e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE);
+		if (e->flags == PAGEMAP_FLAGS__PE_PRESENT) {
+			if (seg_add(r, s, t - s, l->pages_fd, e->off + (s - e->vaddr)))
+				return -1;
+		} else if (e->flags == PAGEMAP_FLAGS__PE_PARENT) {
+			if (resolve(r, lv, depth + 1, s, t))
+				return -1;
+		} /* PE_ZERO: fresh zero pages */
+		a = t;
+	}
+	return 0;
+}
+
+/* Every run with data of its own, wherever in the chain of images it is. */
+int pages_resolve(struct restore_ctx *r)
+{
+	struct pm_level lv[MAX_CHAIN];
+	int ret = 0;
+
+	for (int i = 0; i < MAX_CHAIN; i++)
+		lv[i] = (struct pm_level){ .dirfd = -1, .pages_fd = -1 };
+	r->segs = (struct vec){ .elem = sizeof(struct page_seg) };
+	for (size_t i = 0; !ret && i < r->nr_pagemap; i++) {
+		const PagemapEntry *e = r->pagemap[i];
+		uint64_t len = (uint64_t)e->nr_pages * PAGE_SIZE;
+
+		if (e->flags == PAGEMAP_FLAGS__PE_PRESENT)
+			ret = seg_add(r, e->vaddr, len, r->pages_fd, e->off);
+		else if (e->flags == PAGEMAP_FLAGS__PE_PARENT)
+			ret = resolve(r, lv, 0, e->vaddr, e->vaddr + len);
+	}
+	for (int i = 0; i < MAX_CHAIN; i++)
+		level_free(&lv[i]);
+	return ret;
 }
 
 /* Load the pagemap and check every run against the VMAs and the pages image. */
@@ -499,11 +780,8 @@ int pages_restore_prepare(struct restore_ctx *r)
 			}
 			continue;
 		}
-		if (e->flags & PAGEMAP_FLAGS__PE_PARENT) {
-			pr_err("%s: incremental images (in-parent pages) are not supported yet",
-			       img_path(img));
-			goto out;
-		}
+		if (e->flags == PAGEMAP_FLAGS__PE_PARENT)
+			continue; /* resolved through the parent images: pages_resolve() */
 		if (e->flags != PAGEMAP_FLAGS__PE_PRESENT || !e->has_off || e->off % PAGE_SIZE ||
 		    e->off + (uint64_t)e->nr_pages * PAGE_SIZE > data_size) {
 			pr_err("%s: run at %#llx has bad flags %#x or data beyond the pages image",
@@ -521,7 +799,7 @@ int pages_restore_prepare(struct restore_ctx *r)
 		pr_perror("cannot keep the pages image open");
 		goto out;
 	}
-	ret = 0;
+	ret = pages_resolve(r);
 out:
 	img_close(pages);
 	img_close(img);
@@ -545,17 +823,16 @@ bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end)
 	return lo < r->nr_pagemap && r->pagemap[lo]->vaddr < end;
 }
 
-static int fill_batch(struct restore_ctx *r, struct iovec *iov, int n, uint64_t off, size_t bytes)
+static int fill_batch(struct restore_ctx *r, int fd, struct iovec *iov, int n, uint64_t off,
+		      size_t bytes)
 {
 	long ret;
 
 	if (rsys_poke(&r->rs, r->rs.scratch, iov, n * sizeof(*iov)))
 		return -1;
-	ret = rsys5(&r->rs, SYS_preadv, r->pages_fd, r->rs.scratch, n, IMG_PAGES_HDR_SIZE + off, 0);
+	ret = rsys5(&r->rs, SYS_preadv, fd, r->rs.scratch, n, IMG_PAGES_HDR_SIZE + off, 0);
 	if (ret != (long)bytes) {
-		if (ret < 0)
-			errno = -ret;
-		pr_err("restoring pages of %d: read %ld of %zu bytes at offset %llu of the pages "
+		pr_err("restoring pages of %d: read %ld of %zu bytes at offset %llu of a pages "
 		       "image%s%s",
 		       r->pid, ret, bytes, (unsigned long long)off, ret < 0 ? ": " : "",
 		       ret < 0 ? strerror(-ret) : "");
@@ -570,34 +847,33 @@ int pages_restore(struct restore_ctx *r)
 	struct iovec iov[FILL_IOV_MAX];
 	uint64_t batch_off = 0, next_off = 0;
 	size_t bytes = 0;
-	int n = 0;
+	int n = 0, fd = -1;
 
 	if (r->rs.scratch_len < sizeof(iov)) {
 		pr_err("scratch memory too small");
 		return -1;
 	}
-	for (size_t i = 0; i < r->nr_pagemap; i++) {
-		const PagemapEntry *e = r->pagemap[i];
-		size_t len = (size_t)e->nr_pages * PAGE_SIZE;
+	for (size_t i = 0; i < r->segs.len; i++) {
+		const struct page_seg *s = vec_at(&r->segs, struct page_seg, i);
 
-		if (!(e->flags & PAGEMAP_FLAGS__PE_PRESENT))
-			continue;
-		if (n && (n == FILL_IOV_MAX || e->off != next_off || bytes + len > FILL_BYTES_MAX)) {
-			if (fill_batch(r, iov, n, batch_off, bytes))
+		if (n && (n == FILL_IOV_MAX || s->fd != fd || s->off != next_off ||
+			  bytes + s->len > FILL_BYTES_MAX)) {
+			if (fill_batch(r, fd, iov, n, batch_off, bytes))
 				return -1;
 			n = 0;
 		}
 		if (!n) {
-			batch_off = e->off;
+			batch_off = s->off;
 			bytes = 0;
+			fd = s->fd;
 		}
-		iov[n].iov_base = (void *)(uintptr_t)e->vaddr;
-		iov[n].iov_len = len;
+		iov[n].iov_base = (void *)(uintptr_t)s->vaddr;
+		iov[n].iov_len = s->len;
 		n++;
-		bytes += len;
-		next_off = e->off + len;
+		bytes += s->len;
+		next_off = s->off + s->len;
 	}
-	if (n && fill_batch(r, iov, n, batch_off, bytes))
+	if (n && fill_batch(r, fd, iov, n, batch_off, bytes))
 		return -1;
 	return 0;
 }
@@ -610,7 +886,7 @@ bool pages_present_in(const struct restore_ctx *r, uint64_t start, uint64_t end)
 
 		if (e->vaddr >= end)
 			break;
-		if ((e->flags & PAGEMAP_FLAGS__PE_PRESENT) &&
+		if ((e->flags & (PAGEMAP_FLAGS__PE_PRESENT | PAGEMAP_FLAGS__PE_PARENT)) &&
 		    e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE > start)
 			return true;
 	}

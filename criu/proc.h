@@ -36,6 +36,7 @@ struct proc_vma {
 	unsigned int dev_major, dev_minor;
 	unsigned long ino;
 	unsigned int vmflags;
+	bool tracked;	 /* registered for dirty tracking (track.c) */
 	char path[4096]; /* "" for plain anonymous memory */
 };
 

@@ -641,6 +641,7 @@ static void tree_free(struct restore_tree *t)
 		vec_free(&r->fdinfo);
 		vec_free(&r->fds);
 		vec_free(&r->threads);
+		vec_free(&r->segs);
 		for (size_t j = 0; j < r->nr_pagemap; j++)
 			pagemap_entry__free_unpacked(r->pagemap[j], NULL);
 		free(r->pagemap);

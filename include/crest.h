@@ -36,14 +36,22 @@ struct crest_opts {
 	bool track_mem;			 /* --track-mem */
 	bool tcp_established;		 /* --tcp-established (accepted; later) */
 	bool ext_unix_sk;		 /* --ext-unix-sk (accepted; later) */
-	bool file_locks;		 /* --file-locks (accepted; later) */
+	bool file_locks;		 /* --file-locks: dump flock/POSIX/OFD locks and leases */
 	bool manage_cgroups;		 /* --manage-cgroups[=MODE] (accepted; later) */
 	const char *manage_cgroups_mode; /* its MODE, NULL when none was given */
 	const char *root;		 /* --root */
 	const char *freeze_cgroup;	 /* --freeze-cgroup: freeze the tree with this cgroup */
+	bool stop_tracking;		 /* pre-dump --stop-tracking */
 	bool page_server;		 /* --page-server (accepted; later) */
 	const char *address;		 /* --address of the page server */
 	int port;			 /* --port of the page server, 0 = none */
+	/* deleted files, inotify watches, files handed in by the caller */
+	uint64_t ghost_limit;		 /* --ghost-limit: largest deleted file copied, 0 = 1 MiB */
+	bool no_ghost_fiemap;		 /* --no-ghost-fiemap: copy a deleted file's holes too */
+	bool link_remap;		 /* --link-remap: re-link deleted files, do not copy them */
+	bool force_irmap;		 /* --force-irmap: find watched inodes by scanning */
+	const char *const *irmap_scan_paths; /* --irmap-scan-path DIRs, NULL-terminated */
+	const char *const *inherit_fds;	 /* --inherit-fd "fd[N]:KEY"s, NULL-terminated */
 };
 
 /* The defaults: everything off, verbosity 2. */
@@ -54,6 +62,12 @@ static inline void crest_opts_init(struct crest_opts *opts)
 
 /* Checkpoint the tree rooted at opts->pid into opts->images_dir. */
 int crest_dump(const struct crest_opts *opts);
+
+/* Copy the tree's memory while it runs; with --prev-images-dir only what changed since. */
+int crest_pre_dump(const struct crest_opts *opts);
+
+/* End the dirty-page tracking that the pre-dump in opts->images_dir left running. */
+int crest_stop_tracking(const struct crest_opts *opts);
 
 /*
  * Rebuild the tree from opts->images_dir.  On success *root_pid is the restored root, running,
