@@ -117,6 +117,20 @@ static int seize_threads(struct dump_ctx *d)
 	return 0;
 }
 
+/* Is pid a member of the cgroup (its cgroup.procs)? */
+static bool in_cgroup(const char *cg, pid_t pid)
+{
+	char path[4096], *procs, *p;
+	bool found = false;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
+	procs = read_file_at(AT_FDCWD, path, NULL);
+	for (p = procs; p && *p && !found; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		found = atoi(p) == pid;
+	free(procs);
+	return found;
+}
+
 /* Take one task: a zombie is only recorded, a live one is seized whole. */
 static int take_task(struct dump_tree *t, pid_t pid, struct dump_ctx *parent)
 {
@@ -124,6 +138,11 @@ static int take_task(struct dump_tree *t, pid_t pid, struct dump_ctx *parent)
 
 	if (!d || proc_parse_stat(pid, &d->stat))
 		return -1;
+	if (t->frozen_cgroup && !in_cgroup(t->opts->freeze_cgroup, pid)) {
+		pr_err("task %d is not in cgroup %s: the freezer cannot hold it", pid,
+		       t->opts->freeze_cgroup);
+		return -1;
+	}
 	if (d->stat.state == 'Z' || d->stat.state == 'X') {
 		if (!parent) {
 			pr_err("process %d is a zombie", pid);

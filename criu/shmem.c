@@ -178,14 +178,18 @@ static int fill_object(struct restore_tree *t, const ShmemEntry *e, int fd)
 			       (unsigned long long)data_size);
 		goto out;
 	}
+	uint64_t prev_end = 0;
+
 	while ((n = img_read_msg(pm, &pagemap_entry__descriptor, &msg)) == 1) {
 		PagemapEntry *r = (PagemapEntry *)msg;
 		uint64_t len = (uint64_t)r->nr_pages * PAGE_SIZE;
 		uint64_t end = (e->size + PAGE_SIZE - 1) & PAGE_MASK;
 		bool bad = r->vaddr % PAGE_SIZE || r->vaddr + len > end || r->vaddr + len < len ||
+			   r->vaddr < prev_end || !r->nr_pages ||
 			   ((r->flags & PAGEMAP_FLAGS__PE_PRESENT) &&
 			    (!r->has_off || r->off + len > data_size));
 
+		prev_end = r->vaddr + len;
 		/* never past the object's size: the last page may be partly beyond it */
 		if (!bad && r->vaddr + len > e->size)
 			len = e->size - r->vaddr;
