@@ -40,6 +40,7 @@ $(B)/%.o: %.c | $(PB_H)
 	$(CC) $(CFLAGS) $(CPPFLAGS) -c -o $@ $<
 
 lib/libcrest.a: $(ENGINE_O) $(PB_O)
+	@mkdir -p lib
 	$(AR) rcs $@ $^
 
 criu/crest: $(B)/criu/main.o lib/libcrest.a
