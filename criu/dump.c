@@ -22,6 +22,7 @@
 #include "image.h"
 #include "internal.h"
 #include "log.h"
+#include "page-server.h"
 
 int open_images_dir(const char *dir, bool create)
 {
@@ -152,7 +153,23 @@ static int take_task(struct dump_tree *t, pid_t pid, struct dump_ctx *parent)
 		d->exit_code = d->stat.exit_code;
 		return 0;
 	}
-	return seize_threads(d);
+	if (!seize_threads(d))
+		return 0;
+	/*
+	 * A child of a frozen parent may still exit while we take it: it is then a zombie its
+	 * parent has not reaped, and is dumped as one.
+	 */
+	if (parent && !proc_parse_stat(pid, &d->stat) &&
+	    (d->stat.state == 'Z' || d->stat.state == 'X')) {
+		for (size_t i = 0; i < d->threads.len; i++)
+			ptrace_detach(dump_thread_at(d, i)->tid);
+		d->threads.len = 0;
+		d->zombie = true;
+		d->exit_code = d->stat.exit_code;
+		error_reset();
+		return 0;
+	}
+	return -1;
 }
 
 static int take_children(struct dump_tree *t, struct dump_ctx *d)
@@ -535,6 +552,8 @@ static void tree_free(struct dump_tree *t)
 	}
 	vec_free(&t->tasks);
 	vec_free(&t->file_keys);
+	vec_free(&t->pty_masters);
+	ghost_dump_fini(t, false); /* crest_dump keeps the links of a dump that succeeded */
 	vec_free(&t->shmem_keys);
 	vec_free(&t->pipes);
 	img_close(t->files);
@@ -549,7 +568,68 @@ static void tree_free(struct dump_tree *t)
 		close(t->dirfd);
 }
 
-static void log_stats(struct dump_tree *t, uint64_t t0, uint64_t t_frozen)
+/* A JSON string: the path as given, with what JSON cannot hold escaped. */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = *s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+/*
+ * --stats: this round's numbers as JSON in the images directory, one key a line.  The times
+ * are CRIU's: freezing is seizing the tree, frozen from then until it runs again (pre-dump) or
+ * is released or killed (dump); the tree was stopped for the sum of both.  The dump itself is
+ * done by now, so a stats file that cannot be written only warns.
+ */
+struct round_stats {
+	uint64_t scanned, written, zero, cow, parent, bytes, calls;
+};
+
+static void write_stats(struct dump_tree *t, const struct round_stats *s, uint64_t t0,
+			uint64_t t_seize, uint64_t t_frozen, uint64_t t_thawed)
+{
+	const char *name = t->pre_dump ? "stats-predump.json" : "stats-dump.json";
+	int fd = openat(t->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	if (!f) {
+		pr_warn("cannot write %s: %s", name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	fprintf(f, "{\n  \"type\": \"%s\",\n  \"root_pid\": %d,\n  \"parent\": ",
+		t->pre_dump ? "pre-dump" : "dump", t->opts->pid);
+	if (t->opts->prev_images_dir)
+		json_str(f, t->opts->prev_images_dir);
+	else
+		fputs("null", f);
+	fprintf(f,
+		",\n  \"tasks\": %zu,\n  \"pages_scanned\": %llu,\n  \"pages_written\": %llu,\n"
+		"  \"pages_unchanged\": %llu,\n  \"pages_zero\": %llu,\n  \"pages_cow\": %llu,\n"
+		"  \"bytes_written\": %llu,\n  \"remote_syscalls\": %llu,\n"
+		"  \"freezing_ms\": %.3f,\n  \"frozen_ms\": %.3f,\n  \"total_ms\": %.3f\n}\n",
+		t->tasks.len, (unsigned long long)s->scanned, (unsigned long long)s->written,
+		(unsigned long long)s->parent, (unsigned long long)s->zero,
+		(unsigned long long)s->cow, (unsigned long long)s->bytes,
+		(unsigned long long)s->calls, (t_frozen - t_seize) / 1e6,
+		(t_thawed - t_frozen) / 1e6, (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
+	if (fclose(f))
+		pr_warn("cannot write %s: %s", name, strerror(errno));
+}
+
+static void log_stats(struct dump_tree *t, uint64_t t0, uint64_t t_seize, uint64_t t_frozen,
+		      uint64_t t_thawed)
 {
 	uint64_t scanned = 0, written = 0, zero = 0, cow = 0, parent = 0, bytes = 0, calls = 0;
 
@@ -572,7 +652,12 @@ static void log_stats(struct dump_tree *t, uint64_t t0, uint64_t t_frozen)
 		t->tasks.len, (unsigned long long)scanned, (unsigned long long)written,
 		(unsigned long long)(bytes >> 20), (unsigned long long)zero,
 		(unsigned long long)cow, (unsigned long long)parent, (unsigned long long)calls,
-		(now_ns(CLOCK_MONOTONIC) - t_frozen) / 1e6, (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
+		(t_thawed - t_frozen) / 1e6, (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
+	if (t->opts->stats) {
+		struct round_stats s = {scanned, written, zero, cow, parent, bytes, calls};
+
+		write_stats(t, &s, t0, t_seize, t_frozen, t_thawed);
+	}
 }
 
 /* --prev-images-dir: the round this one builds on (relative to the images directory). */
@@ -647,7 +732,8 @@ static int dump_tasks(struct dump_tree *t)
 int crest_dump(const struct crest_opts *opts)
 {
 	struct dump_tree t;
-	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_frozen = t0;
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_seize = t0, t_frozen = t0, t_thawed = t0;
+	struct img_sink *sink = NULL;
 	bool frozen = false;
 	int ret = -1;
 
@@ -658,25 +744,34 @@ int crest_dump(const struct crest_opts *opts)
 	t.dirfd = open_images_dir(opts->images_dir, true);
 	if (t.dirfd < 0 || open_prev(&t))
 		goto out;
+	/* before anything is frozen: an unreachable page server costs the tree nothing */
+	if (opts->page_server && !(sink = ps_client_open(opts, t.dirfd, t.prev_dirfd, true)))
+		goto out;
 	frozen = true;
+	t_seize = now_ns(CLOCK_MONOTONIC);
 	if (tree_seize(&t, opts->pid))
 		goto out;
 	t_frozen = now_ns(CLOCK_MONOTONIC);
-	if (dump_tasks(&t) || write_pstree(&t) || write_inventory(&t))
+	/* the tree dies only once the page server has every image in place */
+	if (dump_tasks(&t) || write_pstree(&t) || write_inventory(&t) ||
+	    (sink && ps_client_commit(sink)))
 		goto out;
 	if (opts->leave_running)
 		tree_release(&t);
 	else if (tree_kill(&t))
 		goto out_released;
 	frozen = false;
+	t_thawed = now_ns(CLOCK_MONOTONIC);
 	/* the final round: tracking has done its job */
 	track_stop(&t);
-	log_stats(&t, t0, t_frozen);
+	log_stats(&t, t0, t_seize, t_frozen, t_thawed);
 	ret = 0;
 out:
 	if (frozen)
 		tree_release(&t);
 out_released:
+	ps_client_close(sink);
+	ghost_dump_fini(&t, ret == 0);
 	tree_free(&t);
 	return ret;
 }
@@ -689,7 +784,8 @@ out_released:
 int crest_pre_dump(const struct crest_opts *opts)
 {
 	struct dump_tree t;
-	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_frozen = t0, t_thawed = t0;
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC), t_seize = t0, t_frozen = t0, t_thawed = t0;
+	struct img_sink *sink = NULL;
 	bool frozen = false;
 	int ret = -1;
 
@@ -701,7 +797,10 @@ int crest_pre_dump(const struct crest_opts *opts)
 	t.dirfd = open_images_dir(opts->images_dir, true);
 	if (t.dirfd < 0 || open_prev(&t))
 		goto out;
+	if (opts->page_server && !(sink = ps_client_open(opts, t.dirfd, t.prev_dirfd, false)))
+		goto out;
 	frozen = true;
+	t_seize = now_ns(CLOCK_MONOTONIC);
 	if (tree_seize(&t, opts->pid))
 		goto out;
 	t_frozen = now_ns(CLOCK_MONOTONIC);
@@ -713,18 +812,31 @@ int crest_pre_dump(const struct crest_opts *opts)
 	for (size_t i = 0; i < t.tasks.len; i++) {
 		struct dump_ctx *d = *vec_at(&t.tasks, struct dump_ctx *, i);
 
-		if (!d->zombie && pages_execute(d, d->mm))
+		if (d->zombie || !pages_execute(d, d->mm))
+			continue;
+		/*
+		 * The tree runs while its pages are copied: a task that exits meanwhile has
+		 * nothing left to save.  The next round, or the final dump, will not see it.
+		 */
+		if (proc_parse_stat(d->pid, &d->stat) == 0 && d->stat.state != 'Z' &&
+		    d->stat.state != 'X')
 			goto out;
+		pr_info("task %d exited during the pre-dump: skipped", d->pid);
+		d->zombie = true;
+		error_reset();
 	}
-	if (write_pstree(&t) || write_inventory(&t) || track_save(&t))
+	/* tracking state (track.img) is the source's own: committed before it is written */
+	if (write_pstree(&t) || write_inventory(&t) || (sink && ps_client_commit(sink)) ||
+	    track_save(&t))
 		goto out;
 	track_stop(&t); /* the new holder has every userfaultfd now */
 	pr_info("pre-dump: frozen %.3f ms", (t_thawed - t_frozen) / 1e6);
-	log_stats(&t, t0, t_frozen);
+	log_stats(&t, t0, t_seize, t_frozen, t_thawed);
 	ret = 0;
 out:
 	if (frozen)
 		tree_release(&t);
+	ps_client_close(sink);
 	tree_free(&t);
 	return ret;
 }

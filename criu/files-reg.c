@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Files opened by path: regular files and directories (flags, offset; a file whose size
- * changed since the dump is refused unless told otherwise), character devices such as
+ * changed since the dump is refused unless told otherwise; deleted files are files-ghost.c's
+ * business), character devices such as
  * /dev/null, memfds (their object is in shmem.c: here only this open file), and the shell
  * job's terminal, which the restored task takes from crest.
  */
@@ -55,14 +56,23 @@ static RegFileEntry *reg_entry(const struct fd_info *fi, bool with_identity)
 
 static bool reg_match(struct dump_ctx *d, const struct fd_info *fi)
 {
-	return fi->link[0] == '/' && !strstr(fi->link, " (deleted)") &&
-	       (S_ISREG(fi->st.st_mode) || S_ISDIR(fi->st.st_mode));
+	if (ghost_is_deleted(fi->link))
+		return S_ISREG(fi->st.st_mode);
+	return fi->link[0] == '/' && (S_ISREG(fi->st.st_mode) || S_ISDIR(fi->st.st_mode));
 }
 
 static int reg_dump(struct dump_ctx *d, const struct fd_info *fi, FileEntry *f)
 {
+	char what[64];
+
 	f->reg = reg_entry(fi, true);
-	return f->reg ? 0 : -1;
+	if (!f->reg)
+		return -1;
+	if (!S_ISREG(fi->st.st_mode) || !ghost_is_deleted(fi->link))
+		return 0;
+	snprintf(what, sizeof(what), "fd %d of %d", fi->fd, d->pid);
+	f->reg->has_ghost_id = true;
+	return ghost_dump(d, fi->proc_path, fi->link, what, &f->reg->ghost_id);
 }
 
 static int open_reg(const struct restore_ctx *r, const RegFileEntry *reg)
@@ -102,6 +112,8 @@ static int reg_open(struct restore_ctx *r, const FileEntry *f)
 		pr_err("files.img: file %u has no path", f->id);
 		return -1;
 	}
+	if (f->reg->has_ghost_id)
+		return ghost_open_file(r, f->reg);
 	return open_reg(r, f->reg);
 }
 

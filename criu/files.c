@@ -25,9 +25,9 @@
 
 /* In the order they are asked: the first whose match() says yes describes the file. */
 static const struct fd_ops *const fd_kinds[] = {
-	&memfd_fd_ops,	 &tty_inherit_fd_ops, &pipe_fd_ops,    &fifo_fd_ops,
-	&eventfd_fd_ops, &signalfd_fd_ops,    &timerfd_fd_ops, &epoll_fd_ops,
-	&reg_fd_ops,	 &chr_fd_ops,
+	&memfd_fd_ops,	 &pty_fd_ops,	   &tty_inherit_fd_ops, &pipe_fd_ops,  &fifo_fd_ops,
+	&eventfd_fd_ops, &signalfd_fd_ops, &timerfd_fd_ops,	&epoll_fd_ops, &unix_sk_fd_ops,
+	&inotify_fd_ops, &reg_fd_ops,	   &chr_fd_ops,
 };
 
 static const struct fd_ops *ops_of_kind(FdKind kind)
@@ -234,8 +234,11 @@ int files_dump(struct dump_ctx *d)
 		goto out;
 	for (size_t i = 0; i < fds.len; i++) {
 		FdEntry fe = FD_ENTRY__INIT;
+		int err = dump_one_fd(d, *vec_at(&fds, int, i), &fe) || locks_dump_fd(d, &fe) ||
+			  img_write_msg(fdinfo, &fe.base);
 
-		if (dump_one_fd(d, *vec_at(&fds, int, i), &fe) || img_write_msg(fdinfo, &fe.base))
+		locks_dump_free(&fe);
+		if (err)
 			goto out;
 	}
 	ret = 0;
@@ -352,7 +355,11 @@ int files_restore_prepare(struct restore_ctx *r)
 				pr_err("files.img: file %u is of unknown kind %d", f->id, f->kind);
 				return -1;
 			}
-			fd = ops->open(r, f);
+			/* --inherit-fd: the caller's file, as it is (no fixing up in the task) */
+			fd = inherit_fd_lookup(t, f);
+			t->file_done[k] = fd >= 0;
+			if (fd == -1)
+				fd = ops->open(r, f);
 			if (fd < 0 || (t->file_fds[k] = restore_add_helper(t, fd)) < 0)
 				return -1;
 		}

@@ -20,6 +20,7 @@
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
 #include "shmem.pb-c.h"
+#include "ghost.pb-c.h"
 #include "track.pb-c.h"
 
 #define WBUF_SIZE (256u << 10)
@@ -36,6 +37,8 @@ struct cr_img {
 	uint64_t written; /* bytes handed to the kernel, header included */
 	uint32_t crc;	  /* of the payload written so far (message images) */
 	size_t hdr_size;  /* header bytes, padding included */
+	struct img_sink *sink; /* streamed there too (fd -1: only there) */
+	uint32_t sink_id;
 	/* reader: message images are read whole; pages images are read with pread */
 	unsigned char *rbuf;
 	size_t rlen, rpos;
@@ -63,6 +66,7 @@ static const struct img_kind_info kinds[IMG_KIND_MAX] = {
 	[IMG_SHM_PAGEMAP] = { "shmpagemap-%d.img", "shmpagemap", true, NULL },
 	[IMG_SHM_PAGES] = { "shmpages-%d.img", "shmpages", true, NULL },
 	[IMG_TRACK] = { "track.img", "track", false, &track_entry__descriptor },
+	[IMG_GHOST] = { "ghost-%d.img", "ghost", true, &ghost_entry__descriptor },
 };
 
 static bool kind_valid(unsigned int kind)
@@ -152,12 +156,23 @@ static struct cr_img *img_alloc(int fd, enum img_kind kind, bool writing, int di
 	return img;
 }
 
-static int img_flush(struct cr_img *img)
+/* The remote images directory of this thread's dump, if any (page-server.c). */
+static __thread struct img_sink *attached_sink;
+static __thread int attached_dirfd = -1;
+
+void img_attach_sink(int dirfd, struct img_sink *sink)
+{
+	attached_sink = sink;
+	attached_dirfd = sink ? dirfd : -1;
+}
+
+/* Hand bytes to the file and to the sink, whichever the image has. */
+static int img_out(struct cr_img *img, const void *buf, size_t len)
 {
 	size_t done = 0;
 
-	while (done < img->wlen) {
-		ssize_t n = write(img->fd, img->wbuf + done, img->wlen - done);
+	while (img->fd >= 0 && done < len) {
+		ssize_t n = write(img->fd, (const char *)buf + done, len - done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -166,14 +181,25 @@ static int img_flush(struct cr_img *img)
 				pr_err("%s: write failed: %s", img->path,
 				       n < 0 ? strerror(errno) : "no space");
 			img->failed = true;
-			img->wlen = 0;
 			return -1;
 		}
 		done += n;
 	}
-	img->written += img->wlen;
-	img->wlen = 0;
+	/* the sink reports its own failure: it knows whether the server gave a reason */
+	if (img->sink && img_sink_write(img->sink, img->sink_id, img->path, buf, len)) {
+		img->failed = true;
+		return -1;
+	}
+	img->written += len;
 	return 0;
+}
+
+static int img_flush(struct cr_img *img)
+{
+	int ret = img_out(img, img->wbuf, img->wlen);
+
+	img->wlen = 0;
+	return ret;
 }
 
 static int img_put(struct cr_img *img, const void *buf, size_t len)
@@ -184,26 +210,9 @@ static int img_put(struct cr_img *img, const void *buf, size_t len)
 		img->crc = crc32(img->crc, buf, len);
 	if (img->wlen + len > WBUF_SIZE && img_flush(img))
 		return -1;
-	if (len >= WBUF_SIZE) {
-		/* Large raw runs go straight to the kernel: no copy through our buffer. */
-		size_t done = 0;
-
-		while (done < len) {
-			ssize_t n = write(img->fd, (const char *)buf + done, len - done);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				pr_err("%s: write failed: %s", img->path,
-				       n < 0 ? strerror(errno) : "no space");
-				img->failed = true;
-				return -1;
-			}
-			done += n;
-		}
-		img->written += len;
-		return 0;
-	}
+	/* Large raw runs go straight to the kernel: no copy through our buffer. */
+	if (len >= WBUF_SIZE)
+		return img_out(img, buf, len);
 	memcpy(img->wbuf + img->wlen, buf, len);
 	img->wlen += len;
 	return 0;
@@ -212,19 +221,26 @@ static int img_put(struct cr_img *img, const void *buf, size_t len)
 struct cr_img *img_open_write(int dirfd, enum img_kind kind, pid_t pid)
 {
 	struct img_header hdr = { .magic = IMG_MAGIC, .version = IMG_VERSION, .kind = kind };
+	struct img_sink *sink = attached_sink && dirfd == attached_dirfd ? attached_sink : NULL;
 	char name[64];
 	struct cr_img *img;
-	int fd;
+	int fd = -1;
 
 	img_name(kind, pid, name, sizeof(name));
-	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		pr_perror("cannot create image %s", name);
-		return NULL;
+	if (sink && img_kind_is_pages(kind)) {
+		/* page data goes to the sink only: nor may an older file here pass for it */
+		unlinkat(dirfd, name, 0);
+	} else {
+		fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			pr_perror("cannot create image %s", name);
+			return NULL;
+		}
 	}
 	img = img_alloc(fd, kind, true, dirfd, name);
 	if (!img) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		return NULL;
 	}
 	img->wbuf = malloc(WBUF_SIZE);
@@ -232,6 +248,11 @@ struct cr_img *img_open_write(int dirfd, enum img_kind kind, pid_t pid)
 		pr_err("%s: out of memory", img->path);
 		img_close(img);
 		return NULL;
+	}
+	if (sink) {
+		if (img_sink_open(sink, img->path, kind, &img->sink_id))
+			goto err;
+		img->sink = sink;
 	}
 	if (img_put(img, &hdr, sizeof(hdr)))
 		goto err;
@@ -537,10 +558,13 @@ static void img_seal(struct cr_img *img)
 		.payload = img->written - img->hdr_size,
 	};
 
-	if (pwrite(img->fd, &hdr, sizeof(hdr), 0) != sizeof(hdr)) {
+	if (img->fd >= 0 && pwrite(img->fd, &hdr, sizeof(hdr), 0) != sizeof(hdr)) {
 		pr_perror("%s: cannot write the header", img->path);
 		img->failed = true;
 	}
+	/* a stream cannot seek back: the sink puts the header in place itself */
+	if (!img->failed && img->sink && img_sink_close(img->sink, img->sink_id, img->path, &hdr))
+		img->failed = true;
 }
 
 int img_close(struct cr_img *img)

@@ -34,6 +34,7 @@ enum img_kind {
 	IMG_SHM_PAGEMAP,   /* shmpagemap-ID.img: their content, runs of file offsets */
 	IMG_SHM_PAGES,	   /* shmpages-ID.img */
 	IMG_TRACK,	   /* track.img: dirty tracking kept between pre-dump rounds */
+	IMG_GHOST,	   /* ghost-ID.img: a deleted file still open or mapped */
 	IMG_KIND_MAX,
 };
 
@@ -105,5 +106,17 @@ const char *img_path(const struct cr_img *img);
 
 /* Flush and close; -1 when data could not be written (e.g. ENOSPC). NULL is fine. */
 int img_close(struct cr_img *img);
+
+/*
+ * A remote images directory (the page server, page-server.c).  While a sink is attached to a
+ * directory (on this thread), every image opened for writing there is streamed to the sink as
+ * well, and pages images go to the sink only.  The sink receives the image as written, then
+ * the sealed header, which it must put at offset 0 itself.
+ */
+struct img_sink;
+void img_attach_sink(int dirfd, struct img_sink *sink); /* NULL detaches */
+int img_sink_open(struct img_sink *s, const char *path, enum img_kind kind, uint32_t *id);
+int img_sink_write(struct img_sink *s, uint32_t id, const char *path, const void *buf, size_t len);
+int img_sink_close(struct img_sink *s, uint32_t id, const char *path, const struct img_header *hdr);
 
 #endif

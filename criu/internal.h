@@ -65,6 +65,9 @@ struct dump_tree {
 	struct cr_img *shmem; /* shmem.img, opened at the first shared memory object */
 	struct vec shmem_keys; /* struct shmem_key: objects seen */
 	struct vec pipes;      /* uint64_t: pipes whose data is saved */
+	struct vec ghosts;     /* files-ghost.c: deleted files saved */
+	struct vec pty_masters; /* tty.c: indexes of the pty masters open in the tree */
+	bool pty_scanned;	/* tty.c: pty_masters is filled */
 	/* incremental dumps */
 	int prev_dirfd;		  /* --prev-images-dir, or -1 */
 	TrackEntry *prev_track;	  /* the previous round's tracking, if any */
@@ -133,7 +136,8 @@ struct fd_ops {
 };
 
 extern const struct fd_ops reg_fd_ops, chr_fd_ops, memfd_fd_ops, tty_inherit_fd_ops, pipe_fd_ops,
-	fifo_fd_ops, eventfd_fd_ops, signalfd_fd_ops, timerfd_fd_ops, epoll_fd_ops;
+	fifo_fd_ops, eventfd_fd_ops, signalfd_fd_ops, timerfd_fd_ops, epoll_fd_ops, pty_fd_ops,
+	inotify_fd_ops, unix_sk_fd_ops;
 
 const char *fdinfo_field(const char *fdinfo, const char *key);
 void pipes_restore_fini(struct restore_tree *t);
@@ -155,6 +159,8 @@ struct restore_tree {
 	struct vec shmems;	  /* ShmemEntry *, by id - 1 */
 	int *shmem_fds;		  /* per object: crest's fd (a helper), -1 until needed */
 	struct vec pipes;	  /* pipes.c's pipe objects */
+	struct vec ghosts;	  /* files-ghost.c's deleted files, made once for all */
+	struct vec ptys;	  /* tty.c's pty pairs */
 };
 
 struct vma_file {
@@ -168,6 +174,8 @@ struct page_seg {
 	uint64_t vaddr, len;
 	int fd; /* a pages image (a helper fd the task reads from) */
 	uint64_t off;
+	/* an lz4 block (clen > 0): clen bytes at off hold blen bytes, of which [skip, +len) */
+	uint32_t clen, blen, skip;
 };
 
 struct restore_thread {
@@ -205,6 +213,28 @@ struct restore_ctx {
 
 #define restore_thread_at(r, i) vec_at(&(r)->threads, struct restore_thread, i)
 
+/* files-ghost.c: deleted files still open or mapped */
+bool ghost_is_deleted(const char *link);
+int ghost_dump(struct dump_ctx *d, const char *proc_path, const char *link, const char *what,
+	       uint32_t *id);
+void ghost_dump_fini(struct dump_tree *t, bool ok);
+int ghost_open_file(struct restore_ctx *r, const RegFileEntry *reg);
+int ghost_restore_fd(struct restore_ctx *r, uint32_t id, bool may_write);
+void ghost_restore_fini(struct restore_tree *t, bool ok);
+
+/* file-locks.c: flock, POSIX and OFD locks, leases (--file-locks) */
+int locks_dump_fd(struct dump_ctx *d, FdEntry *fe);
+void locks_dump_free(FdEntry *fe);
+int locks_restore(struct restore_ctx *r); /* last: closes crest's fds in the task first */
+
+/* tty.c: pseudo-terminals */
+int tty_restore_ctty(struct restore_ctx *r); /* after setsid, before any child exists */
+int tty_restore_late(struct restore_ctx *r); /* foreground groups, once they all exist */
+void tty_restore_fini(struct restore_tree *t);
+
+/* inherit-fd.c: --inherit-fd: crest's fd for a file, -1 when none is given, -2 on error */
+int inherit_fd_lookup(struct restore_tree *t, const FileEntry *f);
+
 /* shmem.c: shared memory objects (shared anonymous memory, memfd) */
 int shmem_dump_object(struct dump_ctx *d, const char *proc_path, int kind, const char *name);
 char *shmem_memfd_name(const char *link);
@@ -241,6 +271,10 @@ int pages_restore(struct restore_ctx *r);
 bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end);
 bool pages_present_in(const struct restore_ctx *r, uint64_t start, uint64_t end);
 int pages_drop_inherited(struct restore_ctx *r);
+/* A PE_PRESENT run (raw or lz4) whose data lies within data_size bytes of its pages image. */
+bool pages_run_valid(const PagemapEntry *e, uint64_t data_size);
+/* A run's pages, decompressed when it is an lz4 block, into out (nr_pages pages). */
+int pages_read_run(int pages_fd, const PagemapEntry *e, void *out);
 
 /* sigs.c: dispositions, mask, pending, sigaltstack */
 int sigs_dump(struct dump_ctx *d);

@@ -37,8 +37,23 @@ enum {
 	OPT_PAGE_SERVER,
 	OPT_ADDRESS,
 	OPT_PORT,
+	OPT_DAEMON,
+	OPT_COMPRESS,
+	OPT_TLS,
+	OPT_TLS_CACERT,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_NO_CN_VERIFY,
 	OPT_FREEZE_CGROUP,
+	OPT_GHOST_LIMIT,
+	OPT_GHOST_FIEMAP,
+	OPT_NO_GHOST_FIEMAP,
+	OPT_LINK_REMAP,
+	OPT_FORCE_IRMAP,
+	OPT_IRMAP_SCAN_PATH,
+	OPT_INHERIT_FD,
 	OPT_STOP_TRACKING,
+	OPT_STATS,
 };
 
 /* A leading ':' makes getopt report a missing argument apart from an unknown option. */
@@ -67,8 +82,23 @@ static const struct option long_opts[] = {
 	{"page-server", no_argument, NULL, OPT_PAGE_SERVER},
 	{"address", required_argument, NULL, OPT_ADDRESS},
 	{"port", required_argument, NULL, OPT_PORT},
+	{"daemon", no_argument, NULL, OPT_DAEMON},
+	{"compress", no_argument, NULL, OPT_COMPRESS},
+	{"tls", no_argument, NULL, OPT_TLS},
+	{"tls-cacert", required_argument, NULL, OPT_TLS_CACERT},
+	{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	{"tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN_VERIFY},
 	{"freeze-cgroup", required_argument, NULL, OPT_FREEZE_CGROUP},
+	{"ghost-limit", required_argument, NULL, OPT_GHOST_LIMIT},
+	{"ghost-fiemap", no_argument, NULL, OPT_GHOST_FIEMAP},
+	{"no-ghost-fiemap", no_argument, NULL, OPT_NO_GHOST_FIEMAP},
+	{"link-remap", no_argument, NULL, OPT_LINK_REMAP},
+	{"force-irmap", no_argument, NULL, OPT_FORCE_IRMAP},
+	{"irmap-scan-path", required_argument, NULL, OPT_IRMAP_SCAN_PATH},
+	{"inherit-fd", required_argument, NULL, OPT_INHERIT_FD},
 	{"stop-tracking", no_argument, NULL, OPT_STOP_TRACKING},
+	{"stats", no_argument, NULL, OPT_STATS},
 	{NULL, 0, NULL, 0},
 };
 
@@ -78,6 +108,7 @@ static const char usage_text[] =
 	"  crest pre-dump -t PID -D DIR         copy memory while the tree runs (--prev-images-dir:\n"
 	"                                       only what changed since that round)\n"
 	"  crest restore -D DIR [options]       restore the tree saved in DIR\n"
+	"  crest page-server -D DIR --port P    receive dumps sent with --page-server into DIR\n"
 	"  crest check                          report the kernel features crest relies on\n"
 	"  crest show FILE|DIR                  decode an image, or all images of a dump, to JSON\n"
 	"  crest help                           this text\n"
@@ -103,18 +134,46 @@ static const char usage_text[] =
 	"  --prev-images-dir DIR    parent dump for an incremental dump (relative to -D)\n"
 	"  --tcp-established        checkpoint established TCP connections (not yet)\n"
 	"  --ext-unix-sk            allow unix sockets connected outside the tree (not yet)\n"
-	"  --file-locks             checkpoint file locks (not yet)\n"
+	"  --file-locks             checkpoint file locks (flock, POSIX, OFD) and leases\n"
+	"  --ghost-limit SIZE       largest deleted-but-open file copied into the images\n"
+	"                           (bytes, or with a K, M or G suffix; default 1M)\n"
+	"  --ghost-fiemap           save deleted files by their data extents (default)\n"
+	"  --no-ghost-fiemap        save deleted files whole, holes included\n"
+	"  --link-remap             hard-link deleted files back where possible instead of\n"
+	"                           copying them (the links stay until the restore)\n"
+	"  --force-irmap            find the paths of inotify watches by scanning\n"
+	"  --irmap-scan-path DIR    where to scan for them (repeatable; default / )\n"
 	"  --freeze-cgroup PATH     freeze the tree with this cgroup's freezer (v1 or v2)\n"
 	"  --stop-tracking          pre-dump: end the memory tracking of the rounds in -D\n"
-	"  --page-server            send pages to a page server instead of -D (not yet)\n"
+	"  --stats                  write the round's page counts and times as JSON into -D\n"
+	"                           (stats-dump.json, stats-predump.json)\n"
+	"  --page-server            send the images to a page server: pages only there, the\n"
+	"                           rest also into -D (the next round reads them)\n"
 	"  --address ADDR           address of the page server\n"
 	"  --port PORT              port of the page server\n"
+	"  --compress               store (and send) pages compressed with lz4\n"
+	"\n"
+	"Page server options (page-server; the TLS ones also for --page-server):\n"
+	"  --address ADDR           listen on ADDR only (default: any)\n"
+	"  --port PORT              listen on PORT\n"
+	"  -d, --daemon             go to the background once listening (with --pidfile)\n"
+	"  --pidfile FILE           write the server's pid to FILE\n"
+	"  --tls                    encrypt with TLS\n"
+	"  --tls-cacert FILE        CA certificate the peer's certificate must chain to; a\n"
+	"                           server with one refuses clients without such a certificate\n"
+	"  --tls-cert FILE          our certificate (PEM)\n"
+	"  --tls-key FILE           its private key (PEM)\n"
+	"  --tls-no-cn-verify       accept a server certificate that does not name --address\n"
+	"  Each dump round is stored as DIR/NAME, NAME being the last component of the client's\n"
+	"  -D; the server exits once a final dump is stored.\n"
 	"\n"
 	"Restore options:\n"
 	"  -d, --restore-detached   return once the tree runs instead of waiting for its root\n"
 	"  --pidfile FILE           write the restored root's pid to FILE\n"
 	"  --skip-file-size-check   restore files whose size changed since the dump\n"
 	"  --manage-cgroups[=MODE]  restore cgroup membership (not yet)\n"
+	"  --inherit-fd fd[N]:KEY   give the restored tasks crest's fd N for the file KEY\n"
+	"                           (a path without the leading '/', or pipe:[INODE])\n"
 	"\n"
 	"Without -d, restore waits for the restored root and exits with its exit status\n"
 	"(128+N when it was killed by signal N).  On failure crest prints one line on stderr\n"
@@ -128,6 +187,9 @@ struct cli {
 	char log_path[PATH_MAX];
 	bool help;
 	bool version;
+	const char *irmap_paths[65]; /* NULL-terminated */
+	const char *inherit[257];
+	int nr_irmap, nr_inherit;
 };
 
 static void cli_error(struct cli *cli, const char *fmt, const char *what)
@@ -159,6 +221,29 @@ static int parse_pos_int(const char *s, int max, int *out)
 	if (errno || *end || v <= 0 || v > max)
 		return -1;
 	*out = (int)v;
+	return 0;
+}
+
+/* A size in bytes, with an optional K, M or G suffix (powers of 1024), below 1 PiB. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	static const char suffixes[] = "KMG";
+	unsigned long long v;
+	const char *unit;
+	int shift = 0;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end && (unit = strchr(suffixes, *end))) {
+		shift = 10 * (int)(unit - suffixes + 1);
+		end++;
+	}
+	if (errno || *end || !v || v >= (1ULL << 50) >> shift)
+		return -1;
+	*out = v << shift;
 	return 0;
 }
 
@@ -248,8 +333,62 @@ static void parse_one(struct cli *cli, int c, const char *arg)
 	case OPT_STOP_TRACKING:
 		o->stop_tracking = true;
 		break;
+	case OPT_STATS:
+		o->stats = true;
+		break;
 	case OPT_PAGE_SERVER:
 		o->page_server = true;
+		break;
+	case OPT_DAEMON:
+		o->daemon = true;
+		break;
+	case OPT_COMPRESS:
+		o->compress = true;
+		break;
+	case OPT_TLS:
+		o->tls = true;
+		break;
+	case OPT_TLS_CACERT:
+		o->tls_cacert = arg;
+		break;
+	case OPT_TLS_CERT:
+		o->tls_cert = arg;
+		break;
+	case OPT_TLS_KEY:
+		o->tls_key = arg;
+		break;
+	case OPT_TLS_NO_CN_VERIFY:
+		o->tls_no_cn_verify = true;
+		break;
+	case OPT_GHOST_LIMIT:
+		if (parse_size(arg, &o->ghost_limit))
+			cli_error(cli, "bad --ghost-limit '%s' (a size such as 4096, 512K or 2M)", arg);
+		break;
+	case OPT_GHOST_FIEMAP:
+		o->no_ghost_fiemap = false;
+		break;
+	case OPT_NO_GHOST_FIEMAP:
+		o->no_ghost_fiemap = true;
+		break;
+	case OPT_LINK_REMAP:
+		o->link_remap = true;
+		break;
+	case OPT_FORCE_IRMAP:
+		o->force_irmap = true;
+		break;
+	case OPT_IRMAP_SCAN_PATH:
+		if (cli->nr_irmap >= (int)(sizeof(cli->irmap_paths) / sizeof(char *)) - 1)
+			cli_error(cli, "too many --irmap-scan-path options (at '%s')", arg);
+		else
+			cli->irmap_paths[cli->nr_irmap++] = arg;
+		o->irmap_scan_paths = cli->irmap_paths;
+		break;
+	case OPT_INHERIT_FD:
+		if (cli->nr_inherit >= (int)(sizeof(cli->inherit) / sizeof(char *)) - 1)
+			cli_error(cli, "too many --inherit-fd options (at '%s')", arg);
+		else
+			cli->inherit[cli->nr_inherit++] = arg;
+		o->inherit_fds = cli->inherit;
 		break;
 	case OPT_ADDRESS:
 		o->address = arg;
@@ -506,6 +645,21 @@ static int do_pre_dump(struct cli *cli)
 	return 0;
 }
 
+static int do_page_server(struct cli *cli)
+{
+	struct crest_opts *o = &cli->opts;
+
+	if (!o->images_dir)
+		return fail("page-server", "-D DIR is required");
+	if (!o->port)
+		return fail("page-server", "--port PORT is required");
+	/* as in CRIU, -d means --daemon here */
+	o->daemon |= o->restore_detached;
+	if (crest_page_server(o))
+		return fail("page-server", crest_last_error());
+	return 0;
+}
+
 static int do_check(struct cli *cli)
 {
 	if (crest_check(stdout)) {
@@ -537,6 +691,7 @@ struct verb {
 static const struct verb verbs[] = {
 	{"dump", do_dump},   {"pre-dump", do_pre_dump}, {"restore", do_restore},
 	{"check", do_check}, {"show", do_show},	 {"help", NULL},
+	{"page-server", do_page_server},
 };
 
 int main(int argc, char **argv)
@@ -574,8 +729,8 @@ int main(int argc, char **argv)
 
 	if (resolve_log(&cli))
 		return fail(v->name, cli.err);
-	/* dump creates its images directory; the log may live in it */
-	if (cli.opts.images_dir && strstr(v->name, "dump"))
+	/* dump and the page server create their images directory; the log may live in it */
+	if (cli.opts.images_dir && (strstr(v->name, "dump") || !strcmp(v->name, "page-server")))
 		mkdir(cli.opts.images_dir, 0700);
 	if (log_init(cli.opts.log_file, cli.opts.verbosity))
 		return fail(v->name, crest_last_error());

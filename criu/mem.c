@@ -86,9 +86,9 @@ static int vma_classify(pid_t pid, const struct proc_vma *v, VmaKind *kind, bool
 		*kind = v->shared ? VMA_KIND__VMA_FILE_SHARED : VMA_KIND__VMA_FILE_PRIVATE;
 	else if (v->vmflags & (VMF_IO | VMF_PFNMAP))
 		goto unsupported;
-	else if (ends_with(p, " (deleted)"))
+	else if (ends_with(p, " (deleted)") && !ghost_is_deleted(p))
 		goto unsupported;
-	else if (p[0] == '/')
+	else if (p[0] == '/' && strncmp(p, "/SYSV", 5)) /* deleted files: files-ghost.c */
 		*kind = v->shared ? VMA_KIND__VMA_FILE_SHARED : VMA_KIND__VMA_FILE_PRIVATE;
 	else
 		goto unsupported;
@@ -128,6 +128,19 @@ static int vma_fill_file(pid_t pid, const struct proc_vma *v, VmaEntry *e)
 	e->has_may_write = true;
 	e->may_write = v->shared && (v->vmflags & VMF_MAYWRITE);
 	return 0;
+}
+
+/* A deleted file: saved once as a ghost (files-ghost.c), mapped from it on restore. */
+static int vma_fill_ghost(struct dump_ctx *d, const struct proc_vma *v, VmaEntry *e)
+{
+	char path[96], what[96];
+
+	if (!ghost_is_deleted(v->path))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", d->pid, v->start, v->end);
+	snprintf(what, sizeof(what), "task %d: mapping %lx-%lx", d->pid, v->start, v->end);
+	e->has_ghost_id = true;
+	return ghost_dump(d, path, v->path, what, &e->ghost_id);
 }
 
 static int mm_dump_fields(struct dump_ctx *d, MmEntry *mm)
@@ -248,7 +261,7 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 			e->path = strdup(v->path);
 		} else if ((kind == VMA_KIND__VMA_FILE_PRIVATE ||
 			    kind == VMA_KIND__VMA_FILE_SHARED) &&
-			   vma_fill_file(d->pid, v, e)) {
+			   (vma_fill_file(d->pid, v, e) || vma_fill_ghost(d, v, e))) {
 			return -1;
 		}
 		if (vma_inherited(d, v, kind)) {
@@ -345,7 +358,9 @@ int mem_restore_prepare(struct restore_ctx *r)
 			    (r->vma_fds[i] = shmem_restore_fd(r, v->shmem_id)) < 0)
 				return -1;
 		} else if (file) {
-			r->vma_fds[i] = open_mapped_file(r, v->path, v->may_write, v);
+			r->vma_fds[i] = v->has_ghost_id ?
+						ghost_restore_fd(r, v->ghost_id, v->may_write) :
+						open_mapped_file(r, v->path, v->may_write, v);
 			if (r->vma_fds[i] < 0)
 				return -1;
 		}

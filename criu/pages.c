@@ -4,6 +4,11 @@
  * touching the rest; process_vm_readv copies them out of the frozen task in large chunks;
  * all-zero pages are recorded as zero runs and never stored.  Restore: the task itself
  * preadv()s its pages from the pages image, straight into place, many runs per syscall.
+ *
+ * With --compress, runs are stored in lz4 blocks of up to LZ4_BLOCK_PAGES pages, one pagemap
+ * entry (PE_PRESENT | PE_LZ4, clen bytes at off) per block.  A block that barely compresses is
+ * stored raw instead, page-aligned like every raw run, so random data keeps the direct path.
+ * Restore decompresses blocks in crest and writes them into the task with process_vm_writev.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +19,9 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
+#include <lz4.h>
 
 #include "compat/pagemap_scan.h"
 #include "image.h"
@@ -26,6 +33,9 @@
 #define FILL_IOV_MAX 1024	/* IOV_MAX */
 #define MAX_RUN_PAGES (1U << 18) /* 1 GiB: a run always fits one preadv */
 #define FILL_BYTES_MAX (1UL << 30) /* well under MAX_RW_COUNT */
+#define LZ4_BLOCK_PAGES 64	   /* 256 KiB: past lz4's 64 KiB window, bigger gains little */
+#define LZ4_MAX_BLOCK_PAGES 256	   /* the largest block restore accepts */
+#define LZ4_MIN_GAIN 16		   /* a block saving less than 1/16 is stored raw */
 
 /* Runs being written: adjacent runs of the same kind are merged as they come. */
 struct pagemap_writer {
@@ -34,14 +44,28 @@ struct pagemap_writer {
 	unsigned long vma_start; /* runs never merge across VMAs: restore checks each is in one */
 	uint64_t *stat_written, *stat_zero, *stat_cow;
 	int pagemap_fd, parent_pagemap_fd; /* PFNs, for pages shared with the parent */
+	char *cbuf; /* --compress: a compressed block, NULL when not compressing */
+	uint64_t lz4_in, lz4_out, lz4_ns;
 };
 
-static int pm_emit(struct pagemap_writer *w, unsigned long vaddr, unsigned long nr, uint32_t flags,
-		   const void *data)
+/* Raw data starts page-aligned (restore reads it straight into place); lz4 blocks need not. */
+static int pad_to_page(struct pagemap_writer *w)
 {
-	PagemapEntry *last = w->runs.len ? vec_at(&w->runs, PagemapEntry, w->runs.len - 1) : NULL;
+	static const char zero[PAGE_SIZE];
 	uint64_t off = img_data_off(w->pages);
 
+	return off % PAGE_SIZE ? img_write_raw(w->pages, zero, PAGE_SIZE - off % PAGE_SIZE) : 0;
+}
+
+static int pm_emit_run(struct pagemap_writer *w, unsigned long vaddr, unsigned long nr,
+		       uint32_t flags, const void *data)
+{
+	PagemapEntry *last = w->runs.len ? vec_at(&w->runs, PagemapEntry, w->runs.len - 1) : NULL;
+	uint64_t off;
+
+	if (data && pad_to_page(w))
+		return -1;
+	off = img_data_off(w->pages);
 	if (data && img_write_raw(w->pages, data, nr * PAGE_SIZE))
 		return -1;
 	if (flags & PAGEMAP_FLAGS__PE_PRESENT)
@@ -74,6 +98,78 @@ static int pm_emit(struct pagemap_writer *w, unsigned long vaddr, unsigned long 
 	return 0;
 }
 
+static int pm_emit_lz4(struct pagemap_writer *w, unsigned long vaddr, unsigned long nr,
+		       const char *data)
+{
+	for (unsigned long i = 0; i < nr; i += LZ4_BLOCK_PAGES) {
+		unsigned long n = min_t(unsigned long, nr - i, LZ4_BLOCK_PAGES);
+		const char *src = data + i * PAGE_SIZE;
+		int len = n * PAGE_SIZE, clen;
+		uint64_t t0 = now_ns(CLOCK_MONOTONIC), off;
+		PagemapEntry *e;
+
+		clen = LZ4_compress_default(src, w->cbuf, len,
+					    LZ4_COMPRESSBOUND(LZ4_BLOCK_PAGES * PAGE_SIZE));
+		w->lz4_ns += now_ns(CLOCK_MONOTONIC) - t0;
+		w->lz4_in += len;
+		if (clen <= 0 || clen > len - len / LZ4_MIN_GAIN) {
+			w->lz4_out += len;
+			if (pm_emit_run(w, vaddr + i * PAGE_SIZE, n, PAGEMAP_FLAGS__PE_PRESENT,
+					src))
+				return -1;
+			continue;
+		}
+		w->lz4_out += clen;
+		off = img_data_off(w->pages);
+		if (img_write_raw(w->pages, w->cbuf, clen))
+			return -1;
+		*w->stat_written += n;
+		e = vec_push(&w->runs);
+		if (!e) {
+			pr_err("out of memory");
+			return -1;
+		}
+		pagemap_entry__init(e);
+		e->vaddr = vaddr + i * PAGE_SIZE;
+		e->nr_pages = n;
+		e->flags = PAGEMAP_FLAGS__PE_PRESENT | PAGEMAP_FLAGS__PE_LZ4;
+		e->has_off = e->has_clen = true;
+		e->off = off;
+		e->clen = clen;
+	}
+	return 0;
+}
+
+static int pm_emit(struct pagemap_writer *w, unsigned long vaddr, unsigned long nr, uint32_t flags,
+		   const void *data)
+{
+	if (data && w->cbuf)
+		return pm_emit_lz4(w, vaddr, nr, data);
+	return pm_emit_run(w, vaddr, nr, flags, data);
+}
+
+/* --compress: a buffer for one compressed block. */
+static int lz4_start(struct dump_ctx *d, struct pagemap_writer *w)
+{
+	if (!d->opts->compress)
+		return 0;
+	w->cbuf = malloc(LZ4_COMPRESSBOUND(LZ4_BLOCK_PAGES * PAGE_SIZE));
+	if (!w->cbuf)
+		pr_err("out of memory");
+	return w->cbuf ? 0 : -1;
+}
+
+static void lz4_finish(struct pagemap_writer *w, const char *what)
+{
+	if (w->lz4_in)
+		pr_debug("%s: lz4 %.1f MiB of pages into %.1f MiB (%.2fx) in %.1f ms (%.0f MiB/s)",
+			 what, w->lz4_in / 1048576.0, w->lz4_out / 1048576.0,
+			 (double)w->lz4_in / (w->lz4_out ? w->lz4_out : 1), w->lz4_ns / 1e6,
+			 w->lz4_ns ? w->lz4_in / 1048576.0 / (w->lz4_ns / 1e9) : 0);
+	free(w->cbuf);
+	w->cbuf = NULL;
+}
+
 static bool page_is_zero(const void *p)
 {
 	static const char zero[PAGE_SIZE];
@@ -91,6 +187,7 @@ struct copy_src {
 	bool readable;	 /* the task can read it: process_vm_readv works */
 	bool elide_zero; /* all-zero pages become zero runs */
 	bool cow;	 /* inherited VMA: look for pages shared with the parent */
+	bool unchanged;	 /* not written since the previous round: in-parent unless COW */
 };
 
 /* Emit a chunk of copied pages, splitting it into data runs and zero runs. */
@@ -189,8 +286,9 @@ static int copy_range(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
 
 			while (j < n && (src->cow && same_frame(mine[j], theirs[j])) == shared)
 				j++;
-			if (shared) {
-				if (pm_emit(w, start + i * PAGE_SIZE, j - i, PAGEMAP_FLAGS__PE_COW,
+			if (shared || src->unchanged) {
+				if (pm_emit(w, start + i * PAGE_SIZE, j - i,
+					    shared ? PAGEMAP_FLAGS__PE_COW : PAGEMAP_FLAGS__PE_PARENT,
 					    NULL))
 					return -1;
 			} else if (read_pages(d, src, buf, start, mine, i, j) ||
@@ -322,11 +420,21 @@ static int plan_unchanged(struct dump_ctx *d, const VmaEntry *vma, unsigned long
 		}
 		re = min_t(unsigned long, re, end);
 		/* a run shared with a parent task then is no evidence of the data now */
-		if (plan_add(d, start, re, vma,
-			     e->flags == PAGEMAP_FLAGS__PE_COW ? 0 : PAGEMAP_FLAGS__PE_PARENT, src))
-			return -1;
-		if (e->flags != PAGEMAP_FLAGS__PE_COW)
+		if (e->flags == PAGEMAP_FLAGS__PE_COW) {
+			if (plan_add(d, start, re, vma, 0, src))
+				return -1;
+		} else if (src->cow) {
+			/* shared with the parent task now wins over in-parent: decided at copy */
+			struct copy_src u = *src;
+
+			u.unchanged = true;
+			if (plan_add(d, start, re, vma, 0, &u))
+				return -1;
+		} else {
+			if (plan_add(d, start, re, vma, PAGEMAP_FLAGS__PE_PARENT, src))
+				return -1;
 			d->pages_parent += (re - start) / PAGE_SIZE;
+		}
 		start = re;
 		k++;
 	}
@@ -456,6 +564,8 @@ int pages_execute(struct dump_ctx *d, MmEntry *mm)
 		pr_err("out of memory");
 		goto out;
 	}
+	if (lz4_start(d, &w))
+		goto out;
 	w.pages = img_open_write(d->dirfd, IMG_PAGES, d->pid);
 	if (!w.pages)
 		goto out;
@@ -474,6 +584,8 @@ int pages_execute(struct dump_ctx *d, MmEntry *mm)
 out:
 	if (img_close(w.pages))
 		ret = -1;
+	snprintf(path, sizeof(path), "task %d", d->pid);
+	lz4_finish(&w, path);
 	vec_free(&w.runs);
 	vec_free(&d->page_plan);
 	free(buf);
@@ -504,12 +616,14 @@ int pages_dump_shmem(struct dump_ctx *d, int fd, uint64_t size, unsigned int id)
 	w.stat_cow = &cow;
 	if (posix_memalign((void **)&buf, PAGE_SIZE, READ_CHUNK))
 		return -1;
-	w.pages = img_open_write(d->dirfd, IMG_SHM_PAGES, id);
+	if (!lz4_start(d, &w))
+		w.pages = img_open_write(d->dirfd, IMG_SHM_PAGES, id);
 	if (w.pages && !dump_file_content(d, &w, fd, size, buf))
 		ret = write_pagemap(d, &w, IMG_SHM_PAGEMAP, id);
 	d->pages_written += written;
 	if (img_close(w.pages))
 		ret = -1;
+	lz4_finish(&w, "shared memory");
 	vec_free(&w.runs);
 	free(buf);
 	return ret;
@@ -563,7 +677,8 @@ static int level_load(struct restore_ctx *r, int parent_of, struct pm_level *l)
 
 	l->dirfd = openat(parent_of, "parent", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (l->dirfd < 0) {
-		pr_perror("task %d has pages in the parent images, but there are none", r->pid);
+		pr_perror("task %d has pages in the parent images, but %s/parent cannot be opened",
+			  r->pid, parent_of == r->dirfd ? r->opts->images_dir : "its parent");
 		return -1;
 	}
 	img = img_open_read(l->dirfd, IMG_PAGEMAP, r->pid);
@@ -597,8 +712,7 @@ static int level_load(struct restore_ctx *r, int parent_of, struct pm_level *l)
 		l->runs[l->n++] = e;
 		if (!e->nr_pages || e->nr_pages > MAX_RUN_PAGES || e->vaddr % PAGE_SIZE ||
 		    e->vaddr < prev_end || e->flags == PAGEMAP_FLAGS__PE_COW ||
-		    (e->flags == PAGEMAP_FLAGS__PE_PRESENT &&
-		     (!e->has_off || e->off % PAGE_SIZE || e->off + len > l->data_size))) {
+		    ((e->flags & PAGEMAP_FLAGS__PE_PRESENT) && !pages_run_valid(e, l->data_size))) {
 			pr_err("%s: run at %#llx is malformed", img_path(img),
 			       (unsigned long long)e->vaddr);
 			n = -1;
@@ -619,7 +733,7 @@ static int seg_add(struct restore_ctx *r, uint64_t vaddr, uint64_t len, int fd, 
 {
 	struct page_seg *s = r->segs.len ? vec_at(&r->segs, struct page_seg, r->segs.len - 1) : NULL;
 
-	if (s && s->fd == fd && s->vaddr + s->len == vaddr && s->off + s->len == off &&
+	if (s && !s->clen && s->fd == fd && s->vaddr + s->len == vaddr && s->off + s->len == off &&
 	    s->len + len <= FILL_BYTES_MAX) {
 		s->len += len;
 		return 0;
@@ -631,6 +745,24 @@ static int seg_add(struct restore_ctx *r, uint64_t vaddr, uint64_t len, int fd, 
 	s->len = len;
 	s->fd = fd;
 	s->off = off;
+	return 0;
+}
+
+/* [vaddr, vaddr + len) of the lz4 block e, whose data is in fd. */
+static int seg_add_lz4(struct restore_ctx *r, uint64_t vaddr, uint64_t len, int fd,
+		       const PagemapEntry *e)
+{
+	struct page_seg *s = vec_push(&r->segs);
+
+	if (!s)
+		return -1;
+	s->vaddr = vaddr;
+	s->len = len;
+	s->fd = fd;
+	s->off = e->off;
+	s->clen = e->clen;
+	s->blen = e->nr_pages * PAGE_SIZE;
+	s->skip = vaddr - e->vaddr;
 	return 0;
 }
 
@@ -668,7 +800,10 @@ static int resolve(struct restore_ctx *r, struct pm_level *lv, int depth, uint64
 		}
 		s = a;
 		t = min_t(uint64_t, b, e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE);
-		if (e->flags == PAGEMAP_FLAGS__PE_PRESENT) {
+		if (e->flags & PAGEMAP_FLAGS__PE_LZ4) {
+			if (seg_add_lz4(r, s, t - s, l->pages_fd, e))
+				return -1;
+		} else if (e->flags == PAGEMAP_FLAGS__PE_PRESENT) {
 			if (seg_add(r, s, t - s, l->pages_fd, e->off + (s - e->vaddr)))
 				return -1;
 		} else if (e->flags == PAGEMAP_FLAGS__PE_PARENT) {
@@ -693,7 +828,9 @@ int pages_resolve(struct restore_ctx *r)
 		const PagemapEntry *e = r->pagemap[i];
 		uint64_t len = (uint64_t)e->nr_pages * PAGE_SIZE;
 
-		if (e->flags == PAGEMAP_FLAGS__PE_PRESENT)
+		if (e->flags & PAGEMAP_FLAGS__PE_LZ4)
+			ret = seg_add_lz4(r, e->vaddr, len, r->pages_fd, e);
+		else if (e->flags == PAGEMAP_FLAGS__PE_PRESENT)
 			ret = seg_add(r, e->vaddr, len, r->pages_fd, e->off);
 		else if (e->flags == PAGEMAP_FLAGS__PE_PARENT)
 			ret = resolve(r, lv, 0, e->vaddr, e->vaddr + len);
@@ -782,8 +919,7 @@ int pages_restore_prepare(struct restore_ctx *r)
 		}
 		if (e->flags == PAGEMAP_FLAGS__PE_PARENT)
 			continue; /* resolved through the parent images: pages_resolve() */
-		if (e->flags != PAGEMAP_FLAGS__PE_PRESENT || !e->has_off || e->off % PAGE_SIZE ||
-		    e->off + (uint64_t)e->nr_pages * PAGE_SIZE > data_size) {
+		if (!pages_run_valid(e, data_size)) {
 			pr_err("%s: run at %#llx has bad flags %#x or data beyond the pages image",
 			       img_path(img), (unsigned long long)e->vaddr, e->flags);
 			goto out;
@@ -841,6 +977,148 @@ static int fill_batch(struct restore_ctx *r, int fd, struct iovec *iov, int n, u
 	return 0;
 }
 
+bool pages_run_valid(const PagemapEntry *e, uint64_t data_size)
+{
+	uint64_t len = (uint64_t)e->nr_pages * PAGE_SIZE;
+
+	if (!e->has_off || e->off > data_size)
+		return false;
+	if (e->flags == PAGEMAP_FLAGS__PE_PRESENT)
+		return e->off % PAGE_SIZE == 0 && len <= data_size - e->off;
+	return e->flags == (PAGEMAP_FLAGS__PE_PRESENT | PAGEMAP_FLAGS__PE_LZ4) && e->has_clen &&
+	       e->clen && e->nr_pages <= LZ4_MAX_BLOCK_PAGES && e->clen <= LZ4_COMPRESSBOUND(len) &&
+	       e->clen <= data_size - e->off;
+}
+
+int pages_read_run(int pages_fd, const PagemapEntry *e, void *out)
+{
+	size_t len = (size_t)e->nr_pages * PAGE_SIZE;
+	char *in;
+	int got = -1;
+
+	if (!(e->flags & PAGEMAP_FLAGS__PE_LZ4))
+		return pread(pages_fd, out, len, IMG_PAGES_HDR_SIZE + e->off) == (ssize_t)len ?
+			       0 :
+			       -1;
+	in = malloc(e->clen);
+	if (in && pread(pages_fd, in, e->clen, IMG_PAGES_HDR_SIZE + e->off) == (ssize_t)e->clen)
+		got = LZ4_decompress_safe(in, out, e->clen, len);
+	free(in);
+	if (got == (int)len)
+		return 0;
+	errno = EIO; /* short, or not lz4 data */
+	return -1;
+}
+
+#define LZ4_WINDOW (4UL << 20) /* compressed bytes read from an image at once */
+#define LZ4_OUT (4UL << 20)    /* decompressed bytes written into the task at once */
+
+/* lz4 blocks are decompressed by crest and written into the task, many per syscall. */
+struct lz4_fill {
+	struct restore_ctx *r;
+	char *in, *out;
+	int win_fd;
+	uint64_t win_off, win_len;
+	size_t used, bytes;
+	int n;
+	struct iovec local[FILL_IOV_MAX], remote[FILL_IOV_MAX];
+	uint64_t total, ns;
+};
+
+static int lz4_flush(struct lz4_fill *f)
+{
+	ssize_t got;
+
+	if (!f->n)
+		return 0;
+	got = process_vm_writev(f->r->pid, f->local, f->n, f->remote, f->n, 0);
+	if (got != (ssize_t)f->bytes) {
+		pr_err("restoring pages of %d: wrote %zd of %zu bytes%s%s", f->r->pid, got, f->bytes,
+		       got < 0 ? ": " : "", got < 0 ? strerror(errno) : "");
+		return -1;
+	}
+	f->total += f->bytes;
+	f->n = 0;
+	f->used = f->bytes = 0;
+	return 0;
+}
+
+/* Have the compressed bytes of s in the window: blocks are read in large sequential chunks. */
+static const char *lz4_window(struct lz4_fill *f, const struct page_seg *s)
+{
+	if (s->fd != f->win_fd || s->off < f->win_off ||
+	    s->off + s->clen > f->win_off + f->win_len) {
+		ssize_t n = pread(s->fd, f->in, LZ4_WINDOW, IMG_PAGES_HDR_SIZE + s->off);
+
+		if (n < (ssize_t)s->clen) {
+			pr_err("restoring pages of %d: cannot read %u bytes at offset %llu of a "
+			       "pages image%s%s",
+			       f->r->pid, s->clen, (unsigned long long)s->off, n < 0 ? ": " : "",
+			       n < 0 ? strerror(errno) : "");
+			return NULL;
+		}
+		f->win_fd = s->fd;
+		f->win_off = s->off;
+		f->win_len = n;
+	}
+	return f->in + (s->off - f->win_off);
+}
+
+static int pages_restore_lz4(struct restore_ctx *r)
+{
+	struct lz4_fill *f = NULL;
+	int ret = -1;
+
+	for (size_t i = 0; i < r->segs.len; i++) {
+		const struct page_seg *s = vec_at(&r->segs, struct page_seg, i);
+		const char *src;
+		uint64_t t0;
+		int got;
+
+		if (!s->clen)
+			continue;
+		if (!f) {
+			f = calloc(1, sizeof(*f));
+			if (!f || !(f->in = malloc(LZ4_WINDOW)) || !(f->out = malloc(LZ4_OUT))) {
+				pr_err("out of memory");
+				goto out;
+			}
+			f->r = r;
+			f->win_fd = -1;
+		}
+		if ((f->n == FILL_IOV_MAX || f->used + s->blen > LZ4_OUT) && lz4_flush(f))
+			goto out;
+		src = lz4_window(f, s);
+		if (!src)
+			goto out;
+		t0 = now_ns(CLOCK_MONOTONIC);
+		got = LZ4_decompress_safe(src, f->out + f->used, s->clen, s->blen);
+		f->ns += now_ns(CLOCK_MONOTONIC) - t0;
+		if (got != (int)s->blen) {
+			pr_err("restoring pages of %d: the lz4 block at offset %llu of a pages "
+			       "image is corrupt",
+			       r->pid, (unsigned long long)s->off);
+			goto out;
+		}
+		f->local[f->n] = (struct iovec){ f->out + f->used + s->skip, s->len };
+		f->remote[f->n] = (struct iovec){ (void *)(uintptr_t)s->vaddr, s->len };
+		f->n++;
+		f->bytes += s->len;
+		f->used += s->blen;
+	}
+	ret = f ? lz4_flush(f) : 0;
+	if (f && !ret)
+		pr_debug("task %d: %.1f MiB of pages from lz4 blocks, decompressed in %.1f ms",
+			 r->pid, f->total / 1048576.0, f->ns / 1e6);
+out:
+	if (f) {
+		free(f->in);
+		free(f->out);
+		free(f);
+	}
+	return ret;
+}
+
 /* The task reads its own pages: one preadv per batch of contiguous image data. */
 int pages_restore(struct restore_ctx *r)
 {
@@ -856,6 +1134,8 @@ int pages_restore(struct restore_ctx *r)
 	for (size_t i = 0; i < r->segs.len; i++) {
 		const struct page_seg *s = vec_at(&r->segs, struct page_seg, i);
 
+		if (s->clen)
+			continue; /* lz4: pages_restore_lz4() */
 		if (n && (n == FILL_IOV_MAX || s->fd != fd || s->off != next_off ||
 			  bytes + s->len > FILL_BYTES_MAX)) {
 			if (fill_batch(r, fd, iov, n, batch_off, bytes))
@@ -875,7 +1155,7 @@ int pages_restore(struct restore_ctx *r)
 	}
 	if (n && fill_batch(r, fd, iov, n, batch_off, bytes))
 		return -1;
-	return 0;
+	return pages_restore_lz4(r);
 }
 
 /* True when a run with data of this task's own falls in [start, end). */

@@ -450,7 +450,7 @@ static int restore_one(struct restore_ctx *r)
 		return -1;
 	pr_debug("task %d: memory done (%lu remote syscalls)", r->pid, r->rs.nr_calls);
 	if (files_restore(r) ||
-	    files_restore_in_task(r) || task_restore(r) || sigs_restore(r))
+	    files_restore_in_task(r) || task_restore(r) || tty_restore_ctty(r) || sigs_restore(r))
 		return -1;
 	restore_thread_at(r, 0)->rs.ip = r->rs.ip; /* the vdso may have moved */
 	restore_thread_at(r, 0)->rs.scratch = r->rs.scratch;
@@ -578,7 +578,8 @@ static int finish_tree(struct restore_tree *t)
 			    regs_prepare_restart(r, th))
 				return -1;
 		}
-		if (rcheck(r, "close crest's fds",
+		if (tty_restore_late(r) || locks_restore(r) ||
+		    rcheck(r, "close crest's fds",
 			   rsys3(&r->rs, SYS_close_range, r->helper_base, ~0U, 0)) ||
 		    rsys_scratch_unmap(&r->rs))
 			return -1;
@@ -749,6 +750,8 @@ out:
 	if (ret)
 		kill_tree(&t);
 	prctl(PR_SET_CHILD_SUBREAPER, was_subreaper, 0, 0, 0);
+	ghost_restore_fini(&t, ret == 0);
+	tty_restore_fini(&t);
 	tree_free(&t);
 	return ret;
 }

@@ -184,16 +184,25 @@ static int fill_object(struct restore_tree *t, const ShmemEntry *e, int fd)
 		PagemapEntry *r = (PagemapEntry *)msg;
 		uint64_t len = (uint64_t)r->nr_pages * PAGE_SIZE;
 		uint64_t end = (e->size + PAGE_SIZE - 1) & PAGE_MASK;
-		bool bad = r->vaddr % PAGE_SIZE || r->vaddr + len > end || r->vaddr + len < len ||
-			   r->vaddr < prev_end || !r->nr_pages ||
-			   ((r->flags & PAGEMAP_FLAGS__PE_PRESENT) &&
-			    (!r->has_off || r->off + len > data_size));
+		bool bad =
+			r->vaddr % PAGE_SIZE || r->vaddr + len > end || r->vaddr + len < len ||
+			r->vaddr < prev_end || !r->nr_pages ||
+			((r->flags & PAGEMAP_FLAGS__PE_PRESENT) && !pages_run_valid(r, data_size));
+		bool lz4 = r->flags & PAGEMAP_FLAGS__PE_LZ4;
 
 		prev_end = r->vaddr + len;
 		/* never past the object's size: the last page may be partly beyond it */
 		if (!bad && r->vaddr + len > e->size)
 			len = e->size - r->vaddr;
-		for (uint64_t done = 0; !bad && (r->flags & PAGEMAP_FLAGS__PE_PRESENT) && done < len;) {
+		/* an lz4 block (1 MiB at most) is decompressed whole */
+		if (!bad && lz4 &&
+		    (pages_read_run(img_fd(pages), r, buf) ||
+		     pwrite(fd, buf, len, r->vaddr) != (ssize_t)len)) {
+			pr_perror("cannot fill shared memory object %u", e->id);
+			bad = true;
+		}
+		for (uint64_t done = 0;
+		     !bad && !lz4 && (r->flags & PAGEMAP_FLAGS__PE_PRESENT) && done < len;) {
 			size_t chunk = min_t(uint64_t, len - done, 1 << 20);
 
 			if (pread(img_fd(pages), buf, chunk, IMG_PAGES_HDR_SIZE + r->off + done) !=

@@ -5,7 +5,10 @@
  *
  * Output conventions (what a reader of the JSON can rely on):
  *   - a file is {"file": NAME, "kind": KIND, "entries": [MESSAGE, ...]}; a pagemap image
- *     carries its head message separately as "head", so "entries" holds only pagemap_entry;
+ *     carries its head message separately as "head", so "entries" holds only pagemap_entry,
+ *     and adds a "summary": runs, pages by kind, and for lz4 blocks their count, pages,
+ *     stored bytes, ratio and whether each decompressed from the pages image next to it
+ *     ("verified": false when that image is not there; a block that fails is an error);
  *     the pages image (raw data) and images without a schema are {"file", "kind",
  *     "data_bytes"}; a directory is an array of those, sorted by file name;
  *   - optional fields that are absent are omitted; repeated fields are always arrays;
@@ -22,6 +25,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,7 @@
 
 #include "crest.h"
 #include "image.h"
+#include "internal.h"
 #include "log.h"
 
 #include "mm.pb-c.h"
@@ -444,9 +449,87 @@ static int show_entries(struct json *j, struct cr_img *img, const ProtobufCMessa
 	return ret;
 }
 
-static int show_pagemap(struct json *j, struct cr_img *img)
+/* What a pagemap's runs add up to, and its lz4 blocks, to check against the pages image. */
+struct pagemap_sum {
+	uint64_t runs, present, zero, parent, cow, lz4_pages, lz4_bytes;
+	PagemapEntry **blocks;
+	size_t nr_blocks;
+};
+
+static void sum_run(struct pagemap_sum *sum, PagemapEntry *e, bool *keep)
 {
-	ProtobufCMessage *head;
+	sum->runs++;
+	if (e->flags & PAGEMAP_FLAGS__PE_PRESENT)
+		sum->present += e->nr_pages;
+	if (e->flags & PAGEMAP_FLAGS__PE_ZERO)
+		sum->zero += e->nr_pages;
+	if (e->flags & PAGEMAP_FLAGS__PE_PARENT)
+		sum->parent += e->nr_pages;
+	if (e->flags & PAGEMAP_FLAGS__PE_COW)
+		sum->cow += e->nr_pages;
+	if (!(e->flags & PAGEMAP_FLAGS__PE_LZ4))
+		return;
+	sum->lz4_pages += e->nr_pages;
+	sum->lz4_bytes += e->clen;
+	if (sum->nr_blocks % 1024 == 0) {
+		PagemapEntry **nb = realloc(sum->blocks, (sum->nr_blocks + 1024) * sizeof(*nb));
+
+		if (!nb)
+			return; /* the check is skipped, nothing else */
+		sum->blocks = nb;
+	}
+	sum->blocks[sum->nr_blocks++] = e;
+	*keep = true;
+}
+
+/*
+ * Decompress every lz4 block of the pagemap from its pages image (pages-N.img next to
+ * pagemap-N.img): how many failed, or -1 when that image is not there to check against.
+ * A bad block is shown, not fatal: the entries themselves decoded fine.
+ */
+static long check_blocks(const struct pagemap_sum *sum, int dirfd, const char *pagemap_name)
+{
+	const char *base = strrchr(pagemap_name, '/');
+	const char *pm = strstr(base ? base : pagemap_name, "pagemap-");
+	char name[PATH_MAX];
+	struct cr_img *pages;
+	long bad = 0;
+	char *out;
+
+	if (!pm)
+		return -1;
+	/* pagemap-N.img -> pages-N.img, shmpagemap-N.img -> shmpages-N.img, same directory */
+	snprintf(name, sizeof(name), "%.*spages-%s", (int)(pm - pagemap_name), pagemap_name,
+		 pm + strlen("pagemap-"));
+	if (faccessat(dirfd, name, F_OK, 0))
+		return -1;
+	pages = img_open_read_path(dirfd, name);
+	out = malloc(256 * PAGE_SIZE);
+	if (!pages || !out) {
+		img_close(pages);
+		free(out);
+		return -1;
+	}
+	for (size_t i = 0; i < sum->nr_blocks; i++) {
+		const PagemapEntry *e = sum->blocks[i];
+
+		if (!pages_run_valid(e, img_data_off(pages)) ||
+		    pages_read_run(img_fd(pages), e, out)) {
+			pr_warn("%s: the lz4 block of run %#llx (+%u pages) does not decompress",
+				img_path(pages), (unsigned long long)e->vaddr, e->nr_pages);
+			bad++;
+		}
+	}
+	img_close(pages);
+	free(out);
+	return bad;
+}
+
+static int show_pagemap(struct json *j, struct cr_img *img, int dirfd, const char *name)
+{
+	struct pagemap_sum sum = {0};
+	ProtobufCMessage *head, *m;
+	uint64_t pages_size;
 	int ret;
 
 	ret = img_read_msg(img, &pagemap_head__descriptor, &head);
@@ -456,10 +539,61 @@ static int show_pagemap(struct json *j, struct cr_img *img)
 		return -1;
 	json_key(j, "head");
 	ret = print_message(j, head);
+	pages_size = ((PagemapHead *)head)->pages_size;
 	protobuf_c_message_free_unpacked(head, NULL);
 	if (ret)
 		return -1;
-	return show_entries(j, img, &pagemap_entry__descriptor);
+	json_key(j, "entries");
+	if (json_open(j, '[', false))
+		return -1;
+	while ((ret = img_read_msg(img, &pagemap_entry__descriptor, &m)) == 1) {
+		bool keep = false;
+
+		json_sep(j);
+		ret = print_message(j, m);
+		sum_run(&sum, (PagemapEntry *)m, &keep);
+		if (!keep)
+			protobuf_c_message_free_unpacked(m, NULL);
+		if (ret)
+			break;
+	}
+	if (!ret) {
+		json_close(j, ']');
+		/* what a reader would otherwise add up: pages by kind, and what lz4 saved */
+		json_key(j, "summary");
+		json_open(j, '{', false);
+		json_key(j, "runs");
+		fprintf(j->f, "%llu", (unsigned long long)sum.runs);
+		json_key(j, "pages");
+		fprintf(j->f,
+			"{\"present\": %llu, \"zero\": %llu, \"parent\": %llu, \"cow\": %llu}",
+			(unsigned long long)sum.present, (unsigned long long)sum.zero,
+			(unsigned long long)sum.parent, (unsigned long long)sum.cow);
+		json_key(j, "data_bytes");
+		fprintf(j->f, "%llu", (unsigned long long)pages_size);
+		if (sum.nr_blocks) {
+			double ratio = sum.lz4_bytes
+					       ? sum.lz4_pages * PAGE_SIZE / (double)sum.lz4_bytes
+					       : 0;
+			long bad = check_blocks(&sum, dirfd, name);
+
+			json_key(j, "lz4");
+			fprintf(j->f,
+				"{\"blocks\": %zu, \"pages\": %llu, \"bytes\": %llu, \"ratio\": "
+				"%.2f, \"checked\": %s",
+				sum.nr_blocks, (unsigned long long)sum.lz4_pages,
+				(unsigned long long)sum.lz4_bytes, ratio,
+				bad >= 0 ? "true" : "false");
+			if (bad >= 0)
+				fprintf(j->f, ", \"corrupt\": %ld", bad);
+			fputc('}', j->f);
+		}
+		json_close(j, '}');
+	}
+	for (size_t i = 0; i < sum.nr_blocks; i++)
+		protobuf_c_message_free_unpacked(&sum.blocks[i]->base, NULL);
+	free(sum.blocks);
+	return ret;
 }
 
 /* One image as a JSON object; label is the name shown as "file". */
@@ -483,7 +617,7 @@ static int show_file(struct json *j, int dirfd, const char *name, const char *la
 	json_key(j, "kind");
 	json_str(j, img_kind_str(kind));
 	if (img_kind_is_pagemap(kind)) {
-		ret = show_pagemap(j, img);
+		ret = show_pagemap(j, img, dirfd, name);
 	} else if (desc) {
 		ret = show_entries(j, img, desc);
 	} else {

@@ -132,11 +132,56 @@ int sigs_dump_thread(struct dump_ctx *d, struct dump_thread *t)
  * Remote, with every signal blocked in the task: queued signals stay pending until the final
  * mask is set, and nothing is delivered into a half-built task.
  */
+static bool sig_recorded(const TaskCoreEntry *core, int sig)
+{
+	for (size_t i = 0; core && i < core->n_sigactions; i++)
+		if (core->sigactions[i]->sig == (uint32_t)sig)
+			return true;
+	return false;
+}
+
+/*
+ * A task starts with the actions of whoever forked it: crest (the root) or its restored
+ * parent.  Those the image does not record were the default at dump time: put them back, or
+ * a child would keep, say, the SIGINT its parent ignores.
+ */
+static int sigs_reset_inherited(struct restore_ctx *r)
+{
+	struct ksigaction dfl = { 0 };
+	struct rsys *rs = &r->rs;
+	bool poked = false;
+
+	for (int sig = 1; sig <= 64; sig++) {
+		struct ksigaction own;
+		bool inherited;
+
+		if (sig == SIGKILL || sig == SIGSTOP || sig_recorded(r->core, sig))
+			continue;
+		/* the kernel's view: glibc hides the signals it keeps for itself */
+		if (r->parent)
+			inherited = sig_recorded(r->parent->core, sig);
+		else
+			inherited = !syscall(SYS_rt_sigaction, sig, NULL, &own, SIGSET_SIZE) &&
+				    own.handler != (uint64_t)(uintptr_t)SIG_DFL;
+		if (!inherited)
+			continue;
+		if (!poked && rsys_poke(rs, rs->scratch, &dfl, sizeof(dfl)))
+			return -1;
+		poked = true;
+		if (rcheck(r, "rt_sigaction",
+			   rsys4(rs, SYS_rt_sigaction, sig, rs->scratch, 0, SIGSET_SIZE)))
+			return -1;
+	}
+	return 0;
+}
+
 int sigs_restore(struct restore_ctx *r)
 {
 	const TaskCoreEntry *core = r->core;
 	struct rsys *rs = &r->rs;
 
+	if (sigs_reset_inherited(r))
+		return -1;
 	for (size_t i = 0; i < core->n_sigactions; i++) {
 		const SigactionEntry *e = core->sigactions[i];
 		struct ksigaction ka = { e->handler, e->flags, e->restorer, e->mask };

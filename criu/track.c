@@ -55,7 +55,9 @@ static uint64_t start_time(pid_t pid)
 static int uffd_from_task(struct dump_ctx *d)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURES };
-	long tfd = rsys1(&d->rs, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	/* user-mode-only: an unprivileged task may make one; async WP never asks it anyway */
+	long tfd = rsys1(&d->rs, SYS_userfaultfd,
+			 O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	int fd = -1;
 
 	if (tfd < 0) {

@@ -43,9 +43,17 @@ struct crest_opts {
 	const char *root;		 /* --root */
 	const char *freeze_cgroup;	 /* --freeze-cgroup: freeze the tree with this cgroup */
 	bool stop_tracking;		 /* pre-dump --stop-tracking */
-	bool page_server;		 /* --page-server (accepted; later) */
+	bool stats;			 /* --stats: stats-dump.json / stats-predump.json in -D */
+	bool page_server;		 /* --page-server: images go to the page server */
 	const char *address;		 /* --address of the page server */
 	int port;			 /* --port of the page server, 0 = none */
+	bool daemon;			 /* page-server --daemon: background once listening */
+	bool compress;			 /* --compress: pages stored (and sent) lz4-compressed */
+	bool tls;			 /* --tls: page server traffic in TLS */
+	const char *tls_cacert;		 /* --tls-cacert: CA that peers' certificates chain to */
+	const char *tls_cert;		 /* --tls-cert: our certificate (PEM) */
+	const char *tls_key;		 /* --tls-key: its private key (PEM) */
+	bool tls_no_cn_verify;		 /* --tls-no-cn-verify: any name in the server's cert */
 	/* deleted files, inotify watches, files handed in by the caller */
 	uint64_t ghost_limit;		 /* --ghost-limit: largest deleted file copied, 0 = 1 MiB */
 	bool no_ghost_fiemap;		 /* --no-ghost-fiemap: copy a deleted file's holes too */
@@ -79,6 +87,14 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid);
 /* Probe the kernel features crest relies on and print a yes/no report to out.
  * Returns 0 when every feature the core needs is present. */
 int crest_check(FILE *out);
+
+/*
+ * Receive dumps from --page-server clients into opts->images_dir (one directory per round,
+ * named after the client's -D) until a final dump is stored or SIGTERM/SIGINT.  With
+ * opts->daemon it returns at once in the caller, once listening (the pid in opts->pidfile),
+ * and the server returns from it in a child of its own when done.
+ */
+int crest_page_server(const struct crest_opts *opts);
 
 /* Decode an image file, or every image in a directory, to JSON on out. */
 int crest_show(const char *path, FILE *out);

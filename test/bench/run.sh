@@ -5,8 +5,10 @@
 # quarter zero pages, a quarter repetitive text) BENCH_ITER times (default 5), and compare the
 # median times with two baselines measured in the same run on the same filesystem: memcpy of
 # 1 GiB and writing 1 GiB to the page cache.  Targets (issue 2): dump <= 2x and restore <= 3x
-# the page-cache write.  Then test/bench/tree.sh: a tree of 100 processes x 4 threads.  Exits
-# non-zero when a dump or restore fails; with BENCH_STRICT=1 also when a target is missed.
+# the page-cache write.  Then test/bench/tree.sh: a tree of 100 processes x 4 threads, and
+# test/bench/predump.sh: pre-dump rounds of 1 GiB rewritten at 50 MB/s, then the final dump,
+# and test/bench/pageserver.sh: page server throughput against a plain TCP stream, and lz4.
+# Exits non-zero when a dump or restore fails; with BENCH_STRICT=1 also when a target is missed.
 # BENCH_DIR picks the directory for images (default /tmp).
 
 set -u
@@ -163,6 +165,18 @@ printf 'images:   %d MiB (of 1024 MiB of memory)\n' $((size >> 20))
 echo
 bash test/bench/tree.sh
 tree_rc=$?
+
+# Iterative pre-copy (issue 7): its own script, with its own images.
+echo
+bash test/bench/predump.sh
+predump_rc=$?
+[ "$tree_rc" = 0 ] && tree_rc=$predump_rc
+
+# The page server against a plain TCP stream on loopback, and lz4 (issue 7): its own script.
+echo
+bash test/bench/pageserver.sh
+pageserver_rc=$?
+[ "$tree_rc" = 0 ] && tree_rc=$pageserver_rc
 
 if [ "${BENCH_STRICT:-0}" = 1 ] && [ "$dump_ok$restore_ok" != metmet ]; then
 	exit 1

@@ -293,8 +293,9 @@ static void start_periodic(struct periodic *p)
 
 	move_fd(timerfd_create(p->clock, 0), p->fd);
 	arm(p->fd, 0, p->period, p->period);
-	if (ticks_of(p->fd) != 1)
-		tl_fail("%s: the first read did not give one tick: %m", p->name);
+	/* a busy machine may deschedule us past more than one period of the 1 ms timer */
+	if (ticks_of(p->fd) < 1)
+		tl_fail("%s: the first read gave no tick: %m", p->name);
 	p->next = next_expiry(p->fd, p->clock, &interval);
 	if (!p->next || interval != p->period)
 		tl_fail("%s: not armed every %" PRIu64 " ns after its first expiry", p->name,
