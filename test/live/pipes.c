@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,7 +33,6 @@
 
 #include "testlib.h"
 
-#define MAX_FD 128
 #define BIG_SIZE (1 << 20)
 #define BIG_SEED 0x50495045ull
 #define SMALL_SEED 0x534d414cull
@@ -69,87 +67,7 @@ static pid_t child;
 
 /* ---- the fd table, compared as a whole ---- */
 
-struct fdsnap {
-	bool open;
-	int fdflags, flflags;
-	char kind[256]; /* the link, with a pipe's inode number cut off */
-	dev_t dev;
-	ino_t ino;
-};
-
-static struct fdsnap snap_before[MAX_FD], snap_after[MAX_FD];
-static signed char file_before[MAX_FD][MAX_FD], file_after[MAX_FD][MAX_FD];
-
-/* 1 when fds a and b are one open file description, 0 when not, -1 when either is closed */
-static signed char same_file(const struct fdsnap *st, int a, int b)
-{
-	if (!st[a].open || !st[b].open)
-		return -1;
-	return syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b) == 0;
-}
-
-static void snap(struct fdsnap *st, signed char (*same)[MAX_FD])
-{
-	char link[64];
-	struct stat sb;
-	ssize_t n;
-
-	for (int fd = 0; fd < MAX_FD; fd++) {
-		struct fdsnap *s = &st[fd];
-
-		memset(s, 0, sizeof(*s));
-		s->fdflags = fcntl(fd, F_GETFD);
-		if (s->fdflags < 0)
-			continue;
-		s->open = true;
-		s->flflags = fcntl(fd, F_GETFL);
-		if (!fstat(fd, &sb)) {
-			s->dev = sb.st_dev;
-			s->ino = sb.st_ino;
-		}
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-		n = readlink(link, s->kind, sizeof(s->kind) - 1);
-		if (n < 0)
-			tl_fail("readlink %s: %m", link);
-		s->kind[n] = '\0';
-		if (!strncmp(s->kind, "pipe:", 5))
-			s->kind[4] = '\0';
-	}
-	for (int a = 0; a < MAX_FD; a++)
-		for (int b = 0; b < MAX_FD; b++)
-			same[a][b] = same_file(st, a, b);
-}
-
-static bool same_inode(const struct fdsnap *a, const struct fdsnap *b)
-{
-	return a->dev == b->dev && a->ino == b->ino;
-}
-
-static void snap_compare(void)
-{
-	for (int fd = 0; fd < MAX_FD; fd++) {
-		struct fdsnap *a = &snap_before[fd], *b = &snap_after[fd];
-
-		if (!tl_expect(a->open == b->open, "fd %d is %s", fd, b->open ? "new" : "gone") ||
-		    !a->open)
-			continue;
-		tl_expect(!strcmp(a->kind, b->kind), "fd %d: %s, was %s", fd, b->kind, a->kind);
-		tl_expect(a->fdflags == b->fdflags, "fd %d: F_GETFD %#x, was %#x", fd, b->fdflags,
-			  a->fdflags);
-		tl_expect(a->flflags == b->flflags, "fd %d: F_GETFL %#o, was %#o", fd, b->flflags,
-			  a->flflags);
-		for (int o = 0; o < fd; o++) {
-			if (!snap_before[o].open || !snap_after[o].open)
-				continue;
-			tl_expect(file_before[fd][o] == file_after[fd][o],
-				  "fds %d and %d %s share an open file description", o, fd,
-				  file_after[fd][o] == 1 ? "now" : "no longer");
-			tl_expect(same_inode(a, &snap_before[o]) == same_inode(b, &snap_after[o]),
-				  "fds %d and %d %s the same inode (pipe)", o, fd,
-				  same_inode(b, &snap_after[o]) ? "now have" : "no longer have");
-		}
-	}
-}
+static struct tl_fdtab fdtab_before, fdtab_after;
 
 /* ---- helpers ---- */
 
@@ -464,11 +382,11 @@ int main(void)
 	tl_init();
 	build();
 	start_child();
-	snap(snap_before, file_before);
+	tl_fdtab_snap(&fdtab_before);
 	tl_ready();
 	tl_wait_term();
-	snap(snap_after, file_after);
-	snap_compare();
+	tl_fdtab_snap(&fdtab_after);
+	tl_fdtab_compare(&fdtab_before, &fdtab_after, " (pipe)");
 	check_child_shares();
 	check_big();
 	check_small();

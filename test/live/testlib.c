@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/kcmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -358,4 +360,79 @@ bool tl_status_field(const char *text, const char *key, char *out, size_t size)
 			p++;
 	}
 	return false;
+}
+
+/* 1 when fds a and b are one open file description, 0 when not, -1 when either is closed */
+static signed char tl_fdtab_same_file(const struct tl_fdtab *tab, int a, int b)
+{
+	if (!tab->fd[a].open || !tab->fd[b].open)
+		return -1;
+	return syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b) == 0;
+}
+
+void tl_fdtab_snap(struct tl_fdtab *tab)
+{
+	char link[64];
+	struct stat sb;
+	ssize_t n;
+
+	for (int fd = 0; fd < TL_FDTAB_MAX; fd++) {
+		struct tl_fdent *s = &tab->fd[fd];
+
+		memset(s, 0, sizeof(*s));
+		s->fdflags = fcntl(fd, F_GETFD);
+		if (s->fdflags < 0)
+			continue;
+		s->open = true;
+		s->flflags = fcntl(fd, F_GETFL);
+		if (!fstat(fd, &sb)) {
+			s->dev = sb.st_dev;
+			s->ino = sb.st_ino;
+		}
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		n = readlink(link, s->kind, sizeof(s->kind) - 1);
+		if (n < 0)
+			tl_fail("readlink %s: %m", link);
+		s->kind[n] = '\0';
+		if (!strncmp(s->kind, "pipe:", 5))
+			s->kind[4] = '\0';
+	}
+	for (int a = 0; a < TL_FDTAB_MAX; a++)
+		for (int b = 0; b < TL_FDTAB_MAX; b++)
+			tab->same_file[a][b] = tl_fdtab_same_file(tab, a, b);
+}
+
+static bool tl_same_inode(const struct tl_fdent *a, const struct tl_fdent *b)
+{
+	return a->dev == b->dev && a->ino == b->ino;
+}
+
+void tl_fdtab_compare(const struct tl_fdtab *before, const struct tl_fdtab *after,
+		      const char *inode_note)
+{
+	for (int fd = 0; fd < TL_FDTAB_MAX; fd++) {
+		const struct tl_fdent *a = &before->fd[fd], *b = &after->fd[fd];
+
+		if (!tl_expect(a->open == b->open, "fd %d is %s", fd, b->open ? "new" : "gone") ||
+		    !a->open)
+			continue;
+		tl_expect(!strcmp(a->kind, b->kind), "fd %d: %s, was %s", fd, b->kind, a->kind);
+		tl_expect(a->fdflags == b->fdflags, "fd %d: F_GETFD %#x, was %#x", fd, b->fdflags,
+			  a->fdflags);
+		tl_expect(a->flflags == b->flflags, "fd %d: F_GETFL %#o, was %#o", fd, b->flflags,
+			  a->flflags);
+		for (int o = 0; o < fd; o++) {
+			bool was_same, now_same;
+
+			if (!before->fd[o].open || !after->fd[o].open)
+				continue;
+			tl_expect(before->same_file[fd][o] == after->same_file[fd][o],
+				  "fds %d and %d %s share an open file description", o, fd,
+				  after->same_file[fd][o] == 1 ? "now" : "no longer");
+			was_same = tl_same_inode(a, &before->fd[o]);
+			now_same = tl_same_inode(b, &after->fd[o]);
+			tl_expect(was_same == now_same, "fds %d and %d %s the same inode%s", o, fd,
+				  now_same ? "now have" : "no longer have", inode_note);
+		}
+	}
 }

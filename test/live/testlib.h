@@ -90,4 +90,37 @@ void tl_write_file(const char *path, const void *buf, size_t len);
  */
 bool tl_status_field(const char *text, const char *key, char *out, size_t size);
 
+/*
+ * The fd table, compared as a whole across a dump and restore.  tl_fdtab_snap() records, for
+ * every fd below TL_FDTAB_MAX, whether it is open, its F_GETFD and F_GETFL flags, its kind (the
+ * /proc/self/fd link, with a pipe's inode number cut off), its inode, and which pairs of fds are
+ * one open file description (kcmp).  The tables are large: keep them in static storage.
+ */
+#define TL_FDTAB_MAX 128
+
+struct tl_fdent {
+	bool open;
+	int fdflags, flflags;
+	char kind[256]; /* the link, with a pipe's inode number cut off */
+	dev_t dev;
+	ino_t ino;
+};
+
+struct tl_fdtab {
+	struct tl_fdent fd[TL_FDTAB_MAX];
+	/* 1 when fds a and b are one open file description, 0 when not, -1 when either is closed */
+	signed char same_file[TL_FDTAB_MAX][TL_FDTAB_MAX];
+};
+
+/* Fill tab from the current fd table; fails the test when a link cannot be read. */
+void tl_fdtab_snap(struct tl_fdtab *tab);
+
+/*
+ * tl_expect() that after has the same fds as before, each with the same kind and flags, and
+ * the same pairs sharing an open file description or an inode.  inode_note follows "the same
+ * inode" in the message for a pair that differs, e.g. " (pipe)"; "" for none.
+ */
+void tl_fdtab_compare(const struct tl_fdtab *before, const struct tl_fdtab *after,
+		      const char *inode_note);
+
 #endif
