@@ -729,6 +729,24 @@ static int dump_tasks(struct dump_tree *t)
 	return 0;
 }
 
+/*
+ * What both kinds of dump check and open before anything is frozen: an unreachable page
+ * server or a bad parent costs the tree nothing.
+ */
+static int dump_begin(struct dump_tree *t, struct img_sink **sink, bool final)
+{
+	const struct crest_opts *opts = t->opts;
+
+	if (dump_precheck(opts))
+		return -1;
+	t->dirfd = open_images_dir(opts->images_dir, true);
+	if (t->dirfd < 0 || open_prev(t))
+		return -1;
+	if (opts->page_server && !(*sink = ps_client_open(opts, t->dirfd, t->prev_dirfd, final)))
+		return -1;
+	return 0;
+}
+
 int crest_dump(const struct crest_opts *opts)
 {
 	struct dump_tree t;
@@ -739,13 +757,7 @@ int crest_dump(const struct crest_opts *opts)
 
 	error_reset();
 	tree_init(&t, opts);
-	if (dump_precheck(opts))
-		goto out;
-	t.dirfd = open_images_dir(opts->images_dir, true);
-	if (t.dirfd < 0 || open_prev(&t))
-		goto out;
-	/* before anything is frozen: an unreachable page server costs the tree nothing */
-	if (opts->page_server && !(sink = ps_client_open(opts, t.dirfd, t.prev_dirfd, true)))
+	if (dump_begin(&t, &sink, true))
 		goto out;
 	frozen = true;
 	t_seize = now_ns(CLOCK_MONOTONIC);
@@ -792,12 +804,7 @@ int crest_pre_dump(const struct crest_opts *opts)
 	error_reset();
 	tree_init(&t, opts);
 	t.pre_dump = t.arm = true;
-	if (dump_precheck(opts))
-		goto out;
-	t.dirfd = open_images_dir(opts->images_dir, true);
-	if (t.dirfd < 0 || open_prev(&t))
-		goto out;
-	if (opts->page_server && !(sink = ps_client_open(opts, t.dirfd, t.prev_dirfd, false)))
+	if (dump_begin(&t, &sink, false))
 		goto out;
 	frozen = true;
 	t_seize = now_ns(CLOCK_MONOTONIC);
