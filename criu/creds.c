@@ -59,8 +59,8 @@ int creds_dump(struct dump_ctx *d)
 
 static bool creds_equal(const CredsEntry *c, const struct proc_status *st, long secbits)
 {
-	unsigned int uid[4] = { c->uid, c->euid, c->suid, c->fsuid };
-	unsigned int gid[4] = { c->gid, c->egid, c->sgid, c->fsgid };
+	unsigned int uid[4] = {c->uid, c->euid, c->suid, c->fsuid};
+	unsigned int gid[4] = {c->gid, c->egid, c->sgid, c->fsgid};
 
 	return !memcmp(uid, st->uid, sizeof(uid)) && !memcmp(gid, st->gid, sizeof(gid)) &&
 	       (int)c->n_groups == st->ngroups &&
@@ -71,14 +71,14 @@ static bool creds_equal(const CredsEntry *c, const struct proc_status *st, long 
 	       c->secbits == (uint32_t)secbits;
 }
 
-#define RCALL(what, call)                                                                       \
-	do {                                                                                    \
-		long __r = (call);                                                              \
-		if (__r < 0) {                                                                  \
-			pr_err("restoring credentials of %d: %s: %s", r->pid, what,             \
-			       strerror((int)-__r));                                            \
-			return -1;                                                              \
-		}                                                                               \
+#define RCALL(what, call)                                                           \
+	do {                                                                        \
+		long __r = (call);                                                  \
+		if (__r < 0) {                                                      \
+			pr_err("restoring credentials of %d: %s: %s", r->pid, what, \
+			       strerror((int)-__r));                                \
+			return -1;                                                  \
+		}                                                                   \
 	} while (0)
 
 /* Credentials are per thread in the kernel: each thread sets its own. */
@@ -110,8 +110,8 @@ int creds_restore(struct restore_ctx *r, struct restore_thread *t)
 	RCALL("setresgid", rsys3(rs, SYS_setresgid, c->gid, c->egid, c->sgid));
 	rsys1(rs, SYS_setfsgid, c->fsgid);
 	/* Keep the capabilities across the uid change: the exact sets are written next. */
-	RCALL("securebits", rsys2(rs, SYS_prctl, PR_SET_SECUREBITS,
-				  secbits | SECBIT_NO_SETUID_FIXUP));
+	RCALL("securebits",
+	      rsys2(rs, SYS_prctl, PR_SET_SECUREBITS, secbits | SECBIT_NO_SETUID_FIXUP));
 	RCALL("setresuid", rsys3(rs, SYS_setresuid, c->uid, c->euid, c->suid));
 	rsys1(rs, SYS_setfsuid, c->fsuid);
 	/* Final securebits while CAP_SETPCAP is still effective: capset may drop it. */
@@ -133,8 +133,8 @@ int creds_restore(struct restore_ctx *r, struct restore_thread *t)
 	RCALL("capset", rsys2(rs, SYS_capset, rs->scratch, rs->scratch + sizeof(*hdr)));
 	for (int cap = 0; cap < 64; cap++)
 		if (c->cap_amb & (1ULL << cap))
-			RCALL("raise ambient capability",
-			      rsys5(rs, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0));
+			RCALL("raise ambient capability", rsys5(rs, SYS_prctl, PR_CAP_AMBIENT,
+								PR_CAP_AMBIENT_RAISE, cap, 0, 0));
 	if (c->no_new_privs)
 		RCALL("no_new_privs", rsys5(rs, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
 	return 0;

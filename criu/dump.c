@@ -97,8 +97,8 @@ static int seize_threads(struct dump_ctx *d)
 			/* the leader first, whatever order readdir gives */
 			if (!d->threads.len && tid != d->pid)
 				continue;
-			if (d->tree->frozen_cgroup ? ptrace_seize_nowait(tid) :
-						     ptrace_seize_stop(tid, false)) {
+			if (d->tree->frozen_cgroup ? ptrace_seize_nowait(tid)
+						   : ptrace_seize_stop(tid, false)) {
 				if (tid != d->pid && errno == ESRCH)
 					continue; /* a thread that just exited */
 				closedir(dir);
@@ -368,7 +368,8 @@ static int load_prev_runs(struct dump_ctx *d)
 		PagemapEntry *e = (PagemapEntry *)msg;
 
 		if (d->nr_prev_runs == cap) {
-			PagemapEntry **nr = realloc(d->prev_runs, (cap = cap * 2 + 64) * sizeof(*nr));
+			PagemapEntry **nr =
+				realloc(d->prev_runs, (cap = cap * 2 + 64) * sizeof(*nr));
 
 			if (!nr) {
 				protobuf_c_message_free_unpacked(msg, NULL);
@@ -429,9 +430,9 @@ static int dump_one(struct dump_ctx *d)
 	if (rsys_scratch_unmap(&d->rs))
 		return -1;
 	return img_write_one(d->dirfd, IMG_CORE, d->pid, &d->core->base) ||
-			       img_write_one(d->dirfd, IMG_MM, d->pid, &d->mm->base) ?
-		       -1 :
-		       0;
+			       img_write_one(d->dirfd, IMG_MM, d->pid, &d->mm->base)
+		       ? -1
+		       : 0;
 }
 
 static int write_pstree(struct dump_tree *t)

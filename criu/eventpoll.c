@@ -33,7 +33,8 @@ static int epoll_dump(struct dump_ctx *d, const struct fd_info *fi, FileEntry *f
 	f->epoll = e;
 	f->has_flags = true;
 	f->flags = fi->flags;
-	for (line = fi->fdinfo; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (line = fi->fdinfo; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		unsigned int tfd, events;
 		unsigned long long data;
 		char path[64], target[64];
@@ -44,7 +45,8 @@ static int epoll_dump(struct dump_ctx *d, const struct fd_info *fi, FileEntry *f
 		/* the target must still be that fd of the task: it is re-registered by number */
 		snprintf(path, sizeof(path), "/proc/%d/fd/%u", d->pid, tfd);
 		if (readlink_at(AT_FDCWD, path, target, sizeof(target))) {
-			pr_err("fd %d of %d: epoll watches fd %u, which is closed: not supported yet",
+			pr_err("fd %d of %d: epoll watches fd %u, which is closed: not supported "
+			       "yet",
 			       fi->fd, d->pid, tfd);
 			return -1;
 		}
@@ -84,7 +86,7 @@ static int epoll_register(struct restore_ctx *r, const FileEntry *f, int task_fd
 
 	for (size_t i = 0; i < f->epoll->n_tfds; i++) {
 		const EpollTfdEntry *t = f->epoll->tfds[i];
-		struct epoll_event ev = { .events = t->events, .data.u64 = t->data };
+		struct epoll_event ev = {.events = t->events, .data.u64 = t->data};
 
 		if (rsys_poke(rs, rs->scratch, &ev, sizeof(ev)) ||
 		    rcheck(r, "epoll_ctl",

@@ -28,10 +28,10 @@ static const struct {
 	FileLockKind kind;
 	const char *words; /* for messages */
 } lock_kinds[] = {
-	{ "POSIX", FILE_LOCK_KIND__LOCK_POSIX, "POSIX lock" },
-	{ "FLOCK", FILE_LOCK_KIND__LOCK_FLOCK, "flock lock" },
-	{ "OFDLCK", FILE_LOCK_KIND__LOCK_OFD, "OFD lock" },
-	{ "LEASE", FILE_LOCK_KIND__LOCK_LEASE, "lease" },
+	{"POSIX", FILE_LOCK_KIND__LOCK_POSIX, "POSIX lock"},
+	{"FLOCK", FILE_LOCK_KIND__LOCK_FLOCK, "flock lock"},
+	{"OFDLCK", FILE_LOCK_KIND__LOCK_OFD, "OFD lock"},
+	{"LEASE", FILE_LOCK_KIND__LOCK_LEASE, "lease"},
 };
 
 static const char *kind_words(FileLockKind kind)
@@ -155,7 +155,7 @@ void locks_dump_free(FdEntry *fe)
 static int take_lock(struct restore_ctx *r, int fd, const FileLockEntry *l)
 {
 	struct rsys *rs = &r->rs;
-	struct flock fl = { .l_type = l->type, .l_whence = SEEK_SET };
+	struct flock fl = {.l_type = l->type, .l_whence = SEEK_SET};
 	long ret;
 
 	if (l->type != F_RDLCK && l->type != F_WRLCK) {

@@ -45,11 +45,11 @@ static const char *socket_kind(pid_t pid, unsigned long ino)
 		const char *table, *name;
 		int ino_col; /* whitespace-separated column holding the inode */
 	} tables[] = {
-		{ "unix", "unix socket", 6 },	  { "tcp", "tcp socket", 9 },
-		{ "tcp6", "tcp6 socket", 9 },	  { "udp", "udp socket", 9 },
-		{ "udp6", "udp6 socket", 9 },	  { "raw", "raw socket", 9 },
-		{ "raw6", "raw6 socket", 9 },	  { "packet", "packet socket", 8 },
-		{ "netlink", "netlink socket", 9 },
+		{"unix", "unix socket", 6},	  {"tcp", "tcp socket", 9},
+		{"tcp6", "tcp6 socket", 9},	  {"udp", "udp socket", 9},
+		{"udp6", "udp6 socket", 9},	  {"raw", "raw socket", 9},
+		{"raw6", "raw6 socket", 9},	  {"packet", "packet socket", 8},
+		{"netlink", "netlink socket", 9},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(tables); i++) {
@@ -130,7 +130,7 @@ static int task_file(struct dump_ctx *d, int fd)
 static int dump_one_fd(struct dump_ctx *d, int fd, FdEntry *fe)
 {
 	struct vec *seen = &d->tree->file_keys;
-	struct fd_info fi = { .fd = fd, .lfd = -1 };
+	struct fd_info fi = {.fd = fd, .lfd = -1};
 	char path[64], link[4096], info_path[64];
 	const struct fd_ops *ops = NULL;
 	char *fdinfo = NULL;
@@ -397,8 +397,8 @@ int files_restore(struct restore_ctx *r)
 			pr_err("cannot restore fd %d of %d (%ld)", p->fd, r->pid, ret);
 			return -1;
 		}
-		if (p->fd > (int)from && rcheck(r, "close_range",
-						rsys3(rs, SYS_close_range, from, p->fd - 1, 0)))
+		if (p->fd > (int)from &&
+		    rcheck(r, "close_range", rsys3(rs, SYS_close_range, from, p->fd - 1, 0)))
 			return -1;
 		from = p->fd + 1;
 	}

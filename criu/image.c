@@ -29,14 +29,14 @@ struct cr_img {
 	int fd;
 	enum img_kind kind;
 	bool writing;
-	bool failed;	    /* a write failed: close reports it */
+	bool failed;		  /* a write failed: close reports it */
 	char path[PATH_MAX + 80]; /* for messages: directory + name */
 	/* writer */
 	unsigned char *wbuf;
 	size_t wlen;
-	uint64_t written; /* bytes handed to the kernel, header included */
-	uint32_t crc;	  /* of the payload written so far (message images) */
-	size_t hdr_size;  /* header bytes, padding included */
+	uint64_t written;      /* bytes handed to the kernel, header included */
+	uint32_t crc;	       /* of the payload written so far (message images) */
+	size_t hdr_size;       /* header bytes, padding included */
 	struct img_sink *sink; /* streamed there too (fd -1: only there) */
 	uint32_t sink_id;
 	/* reader: message images are read whole; pages images are read with pread */
@@ -53,20 +53,20 @@ struct img_kind_info {
 };
 
 static const struct img_kind_info kinds[IMG_KIND_MAX] = {
-	[IMG_INVENTORY] = { "inventory.img", "inventory", false, &inventory_entry__descriptor },
-	[IMG_PSTREE] = { "pstree.img", "pstree", false, &pstree_entry__descriptor },
-	[IMG_CORE] = { "core-%d.img", "core", true, &task_core_entry__descriptor },
-	[IMG_MM] = { "mm-%d.img", "mm", true, &mm_entry__descriptor },
-	[IMG_PAGEMAP] = { "pagemap-%d.img", "pagemap", true, NULL /* head + entries */ },
-	[IMG_PAGES] = { "pages-%d.img", "pages", true, NULL },
-	[IMG_FDINFO] = { "fdinfo-%d.img", "fdinfo", true, &fd_entry__descriptor },
-	[IMG_FILES] = { "files.img", "files", false, &file_entry__descriptor },
-	[IMG_STATS] = { "stats-%s.img", "stats", false, NULL },
-	[IMG_SHMEM] = { "shmem.img", "shmem", false, &shmem_entry__descriptor },
-	[IMG_SHM_PAGEMAP] = { "shmpagemap-%d.img", "shmpagemap", true, NULL },
-	[IMG_SHM_PAGES] = { "shmpages-%d.img", "shmpages", true, NULL },
-	[IMG_TRACK] = { "track.img", "track", false, &track_entry__descriptor },
-	[IMG_GHOST] = { "ghost-%d.img", "ghost", true, &ghost_entry__descriptor },
+	[IMG_INVENTORY] = {"inventory.img", "inventory", false, &inventory_entry__descriptor},
+	[IMG_PSTREE] = {"pstree.img", "pstree", false, &pstree_entry__descriptor},
+	[IMG_CORE] = {"core-%d.img", "core", true, &task_core_entry__descriptor},
+	[IMG_MM] = {"mm-%d.img", "mm", true, &mm_entry__descriptor},
+	[IMG_PAGEMAP] = {"pagemap-%d.img", "pagemap", true, NULL /* head + entries */},
+	[IMG_PAGES] = {"pages-%d.img", "pages", true, NULL},
+	[IMG_FDINFO] = {"fdinfo-%d.img", "fdinfo", true, &fd_entry__descriptor},
+	[IMG_FILES] = {"files.img", "files", false, &file_entry__descriptor},
+	[IMG_STATS] = {"stats-%s.img", "stats", false, NULL},
+	[IMG_SHMEM] = {"shmem.img", "shmem", false, &shmem_entry__descriptor},
+	[IMG_SHM_PAGEMAP] = {"shmpagemap-%d.img", "shmpagemap", true, NULL},
+	[IMG_SHM_PAGES] = {"shmpages-%d.img", "shmpages", true, NULL},
+	[IMG_TRACK] = {"track.img", "track", false, &track_entry__descriptor},
+	[IMG_GHOST] = {"ghost-%d.img", "ghost", true, &ghost_entry__descriptor},
 };
 
 static bool kind_valid(unsigned int kind)
@@ -220,7 +220,7 @@ static int img_put(struct cr_img *img, const void *buf, size_t len)
 
 struct cr_img *img_open_write(int dirfd, enum img_kind kind, pid_t pid)
 {
-	struct img_header hdr = { .magic = IMG_MAGIC, .version = IMG_VERSION, .kind = kind };
+	struct img_header hdr = {.magic = IMG_MAGIC, .version = IMG_VERSION, .kind = kind};
 	struct img_sink *sink = attached_sink && dirfd == attached_dirfd ? attached_sink : NULL;
 	char name[64];
 	struct cr_img *img;
@@ -306,13 +306,14 @@ static int img_read_header(struct cr_img *img, const void *buf, size_t len, enum
 	img->hdr_size = img_kind_is_pages(hdr.kind) ? IMG_PAGES_HDR_SIZE : sizeof(hdr);
 	if ((hdr.flags & IMG_F_PAYLOAD) && img->size != img->hdr_size + hdr.payload) {
 		pr_err("%s: truncated or extended: %llu bytes of payload, the header says %llu",
-		       img->path, (unsigned long long)(img->size - min_u64(img->size, img->hdr_size)),
+		       img->path,
+		       (unsigned long long)(img->size - min_u64(img->size, img->hdr_size)),
 		       (unsigned long long)hdr.payload);
 		return -1;
 	}
 	if ((hdr.flags & IMG_F_CRC) && !img_kind_is_pages(hdr.kind) && len == img->size &&
-	    crc32(crc32(0, NULL, 0), (const unsigned char *)buf + sizeof(hdr),
-		  len - sizeof(hdr)) != hdr.crc) {
+	    crc32(crc32(0, NULL, 0), (const unsigned char *)buf + sizeof(hdr), len - sizeof(hdr)) !=
+		    hdr.crc) {
 		pr_err("%s: corrupted (checksum mismatch)", img->path);
 		return -1;
 	}
@@ -445,8 +446,7 @@ int img_write_raw(struct cr_img *img, const void *buf, size_t len)
 	return img_put(img, buf, len);
 }
 
-int img_read_msg(struct cr_img *img, const ProtobufCMessageDescriptor *desc,
-		 ProtobufCMessage **msg)
+int img_read_msg(struct cr_img *img, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg)
 {
 	uint32_t len;
 	size_t left;
@@ -460,8 +460,7 @@ int img_read_msg(struct cr_img *img, const ProtobufCMessageDescriptor *desc,
 	if (left == 0)
 		return 0;
 	if (left < sizeof(len)) {
-		pr_err("%s: truncated at offset %zu (partial length prefix)", img->path,
-		       img->rpos);
+		pr_err("%s: truncated at offset %zu (partial length prefix)", img->path, img->rpos);
 		return -1;
 	}
 	memcpy(&len, img->rbuf + img->rpos, sizeof(len));
@@ -526,7 +525,8 @@ uint64_t img_size(const struct cr_img *img)
 
 uint64_t img_data_off(const struct cr_img *img)
 {
-	uint64_t hdr = img_kind_is_pages(img->kind) ? IMG_PAGES_HDR_SIZE : sizeof(struct img_header);
+	uint64_t hdr =
+		img_kind_is_pages(img->kind) ? IMG_PAGES_HDR_SIZE : sizeof(struct img_header);
 
 	return img_size(img) - hdr;
 }

@@ -30,11 +30,11 @@ enum img_kind {
 	IMG_FDINFO,
 	IMG_FILES,
 	IMG_STATS,
-	IMG_SHMEM,	   /* shmem.img: shared memory objects (memfd, shared anonymous) */
-	IMG_SHM_PAGEMAP,   /* shmpagemap-ID.img: their content, runs of file offsets */
-	IMG_SHM_PAGES,	   /* shmpages-ID.img */
-	IMG_TRACK,	   /* track.img: dirty tracking kept between pre-dump rounds */
-	IMG_GHOST,	   /* ghost-ID.img: a deleted file still open or mapped */
+	IMG_SHMEM,	 /* shmem.img: shared memory objects (memfd, shared anonymous) */
+	IMG_SHM_PAGEMAP, /* shmpagemap-ID.img: their content, runs of file offsets */
+	IMG_SHM_PAGES,	 /* shmpages-ID.img */
+	IMG_TRACK,	 /* track.img: dirty tracking kept between pre-dump rounds */
+	IMG_GHOST,	 /* ghost-ID.img: a deleted file still open or mapped */
 	IMG_KIND_MAX,
 };
 

@@ -106,7 +106,7 @@ static int irmap_visit(const char *path, const struct stat *st, int flag, struct
 /* --irmap-scan-path: look for the inode under each directory in turn. */
 static char *irmap_scan(struct dump_ctx *d, dev_t dev, ino_t ino)
 {
-	static const char *const defaults[] = { NULL /* the task's cwd */, "/", NULL };
+	static const char *const defaults[] = {NULL /* the task's cwd */, "/", NULL};
 	const char *const *dirs = d->opts->irmap_scan_paths ? d->opts->irmap_scan_paths : defaults;
 	char cwd[64];
 	struct stat st;

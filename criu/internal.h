@@ -58,22 +58,22 @@ struct cr_img;
 struct dump_tree {
 	const struct crest_opts *opts;
 	int dirfd;
-	struct vec tasks; /* struct dump_ctx *, parents before children */
-	struct cr_img *files; /* files.img: every open file of the tree, once */
-	struct vec file_keys; /* struct file_key */
-	bool frozen_cgroup;   /* seize without waiting: the stops come after the thaw */
-	struct cr_img *shmem; /* shmem.img, opened at the first shared memory object */
-	struct vec shmem_keys; /* struct shmem_key: objects seen */
-	struct vec pipes;      /* uint64_t: pipes whose data is saved */
-	struct vec ghosts;     /* files-ghost.c: deleted files saved */
+	struct vec tasks;	/* struct dump_ctx *, parents before children */
+	struct cr_img *files;	/* files.img: every open file of the tree, once */
+	struct vec file_keys;	/* struct file_key */
+	bool frozen_cgroup;	/* seize without waiting: the stops come after the thaw */
+	struct cr_img *shmem;	/* shmem.img, opened at the first shared memory object */
+	struct vec shmem_keys;	/* struct shmem_key: objects seen */
+	struct vec pipes;	/* uint64_t: pipes whose data is saved */
+	struct vec ghosts;	/* files-ghost.c: deleted files saved */
 	struct vec pty_masters; /* tty.c: indexes of the pty masters open in the tree */
 	bool pty_scanned;	/* tty.c: pty_masters is filled */
 	/* incremental dumps */
-	int prev_dirfd;		  /* --prev-images-dir, or -1 */
-	TrackEntry *prev_track;	  /* the previous round's tracking, if any */
-	int holder_pidfd;	  /* its holder process */
-	bool arm;		  /* (re)arm dirty tracking while scanning */
-	bool pre_dump;		  /* copy pages after the tree runs again */
+	int prev_dirfd;		/* --prev-images-dir, or -1 */
+	TrackEntry *prev_track; /* the previous round's tracking, if any */
+	int holder_pidfd;	/* its holder process */
+	bool arm;		/* (re)arm dirty tracking while scanning */
+	bool pre_dump;		/* copy pages after the tree runs again */
 };
 
 struct dump_ctx {
@@ -86,15 +86,15 @@ struct dump_ctx {
 	int exit_code; /* zombies: wait status */
 	struct proc_stat stat;
 	struct proc_status status;
-	struct vec vmas;    /* struct proc_vma, from smaps, taken while frozen */
-	struct vec threads; /* struct dump_thread, the leader first */
-	struct rsys rs;	    /* the leader's, owning the scratch memory */
-	int pidfd;	    /* for pidfd_getfd, opened when first needed */
-	int uffd;	    /* crest's copy of the task's tracking userfaultfd, or -1 */
+	struct vec vmas;	  /* struct proc_vma, from smaps, taken while frozen */
+	struct vec threads;	  /* struct dump_thread, the leader first */
+	struct rsys rs;		  /* the leader's, owning the scratch memory */
+	int pidfd;		  /* for pidfd_getfd, opened when first needed */
+	int uffd;		  /* crest's copy of the task's tracking userfaultfd, or -1 */
 	PagemapEntry **prev_runs; /* the previous round's pagemap of this task */
 	size_t nr_prev_runs;
 	struct vec page_plan; /* struct page_step: decided frozen, copied maybe later */
-	TaskCoreEntry *core; /* being filled */
+	TaskCoreEntry *core;  /* being filled */
 	MmEntry *mm;
 	/* statistics */
 	uint64_t pages_scanned, pages_written, pages_zero, pages_cow, pages_parent, bytes_written;
@@ -148,13 +148,13 @@ struct restore_tree {
 	const struct crest_opts *opts;
 	int dirfd;
 	InventoryEntry *inv;
-	struct vec tasks;   /* struct restore_ctx *, pstree order: parents first */
-	struct vec files;   /* FileEntry * from files.img */
-	int *file_fds;	    /* per files entry: its helper fd, or -1 until needed */
-	bool *file_done;    /* per files entry: its restore_in_task ran */
-	struct vec vma_files; /* struct vma_file: mapped files opened once for all tasks */
-	struct vec helpers; /* int: crest fds every task inherits and closes at its end */
-	int helper_base;    /* every helper fd is >= this, every target fd below */
+	struct vec tasks;	  /* struct restore_ctx *, pstree order: parents first */
+	struct vec files;	  /* FileEntry * from files.img */
+	int *file_fds;		  /* per files entry: its helper fd, or -1 until needed */
+	bool *file_done;	  /* per files entry: its restore_in_task ran */
+	struct vec vma_files;	  /* struct vma_file: mapped files opened once for all tasks */
+	struct vec helpers;	  /* int: crest fds every task inherits and closes at its end */
+	int helper_base;	  /* every helper fd is >= this, every target fd below */
 	struct vec group_helpers; /* pid_t: stand-ins for dead process group leaders */
 	struct vec shmems;	  /* ShmemEntry *, by id - 1 */
 	int *shmem_fds;		  /* per object: crest's fd (a helper), -1 until needed */
@@ -203,7 +203,7 @@ struct restore_ctx {
 	int helper_base;   /* == tree->helper_base */
 	int pages_fd;
 	struct vec segs; /* struct page_seg: where every page with data comes from */
-	int *vma_fds; /* per mm->vmas[i]: file to map, or -1 */
+	int *vma_fds;	 /* per mm->vmas[i]: file to map, or -1 */
 	int exe_fd;
 	struct vec threads; /* struct restore_thread, the leader first */
 	struct rsys rs;	    /* the leader's: remote syscalls and the scratch memory */
@@ -316,6 +316,5 @@ int regs_restore(struct restore_thread *t);
 int restore_add_helper(struct restore_tree *t, int fd);
 /* Report a failed remote syscall (ret < 0) and return -1, else 0. */
 int rcheck(const struct restore_ctx *r, const char *what, long ret);
-
 
 #endif

@@ -36,7 +36,7 @@ void log_fini(void)
 	log_file = NULL;
 }
 
-static const char *const level_tag[] = { "", "Error", "Warn", "Info", "Debug" };
+static const char *const level_tag[] = {"", "Error", "Warn", "Info", "Debug"};
 
 void log_printf(enum log_level level, const char *fmt, ...)
 {
@@ -56,7 +56,8 @@ void log_printf(enum log_level level, const char *fmt, ...)
 		FILE *out = log_file ? log_file : stderr;
 
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		double t = (now.tv_sec - log_start.tv_sec) + (now.tv_nsec - log_start.tv_nsec) / 1e9;
+		double t =
+			(now.tv_sec - log_start.tv_sec) + (now.tv_nsec - log_start.tv_nsec) / 1e9;
 		/*
 		 * Without a log file, stderr carries the final one-line reason; it shows more
 		 * only when the operator asked for -v3 or -v4.

@@ -105,7 +105,8 @@ static const struct option long_opts[] = {
 static const char usage_text[] =
 	"Usage:\n"
 	"  crest dump -t PID -D DIR [options]   checkpoint the tree rooted at PID into DIR\n"
-	"  crest pre-dump -t PID -D DIR         copy memory while the tree runs (--prev-images-dir:\n"
+	"  crest pre-dump -t PID -D DIR         copy memory while the tree runs "
+	"(--prev-images-dir:\n"
 	"                                       only what changed since that round)\n"
 	"  crest restore -D DIR [options]       restore the tree saved in DIR\n"
 	"  crest page-server -D DIR --port P    receive dumps sent with --page-server into DIR\n"
@@ -362,7 +363,8 @@ static void parse_one(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_GHOST_LIMIT:
 		if (parse_size(arg, &o->ghost_limit))
-			cli_error(cli, "bad --ghost-limit '%s' (a size such as 4096, 512K or 2M)", arg);
+			cli_error(cli, "bad --ghost-limit '%s' (a size such as 4096, 512K or 2M)",
+				  arg);
 		break;
 	case OPT_GHOST_FIEMAP:
 		o->no_ghost_fiemap = false;
@@ -689,8 +691,12 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
-	{"dump", do_dump},   {"pre-dump", do_pre_dump}, {"restore", do_restore},
-	{"check", do_check}, {"show", do_show},	 {"help", NULL},
+	{"dump", do_dump},
+	{"pre-dump", do_pre_dump},
+	{"restore", do_restore},
+	{"check", do_check},
+	{"show", do_show},
+	{"help", NULL},
 	{"page-server", do_page_server},
 };
 

@@ -33,17 +33,17 @@
 static const struct {
 	unsigned int vmf, madv_bit;
 } madv_map[] = {
-	{ VMF_DONTCOPY, VMA_MADV__MADV_BIT_DONTFORK },
-	{ VMF_WIPEONFORK, VMA_MADV__MADV_BIT_WIPEONFORK },
-	{ VMF_HUGEPAGE, VMA_MADV__MADV_BIT_HUGEPAGE },
-	{ VMF_NOHUGEPAGE, VMA_MADV__MADV_BIT_NOHUGEPAGE },
-	{ VMF_MERGEABLE, VMA_MADV__MADV_BIT_MERGEABLE },
-	{ VMF_DONTDUMP, VMA_MADV__MADV_BIT_DONTDUMP },
-	{ VMF_LOCKED, VMA_MADV__MADV_BIT_LOCKED },
-	{ VMF_LOCKONFAULT, VMA_MADV__MADV_BIT_LOCKONFAULT },
-	{ VMF_GROWSDOWN, VMA_MADV__MADV_BIT_GROWSDOWN },
-	{ VMF_SEQREAD, VMA_MADV__MADV_BIT_SEQUENTIAL },
-	{ VMF_RANDREAD, VMA_MADV__MADV_BIT_RANDOM },
+	{VMF_DONTCOPY, VMA_MADV__MADV_BIT_DONTFORK},
+	{VMF_WIPEONFORK, VMA_MADV__MADV_BIT_WIPEONFORK},
+	{VMF_HUGEPAGE, VMA_MADV__MADV_BIT_HUGEPAGE},
+	{VMF_NOHUGEPAGE, VMA_MADV__MADV_BIT_NOHUGEPAGE},
+	{VMF_MERGEABLE, VMA_MADV__MADV_BIT_MERGEABLE},
+	{VMF_DONTDUMP, VMA_MADV__MADV_BIT_DONTDUMP},
+	{VMF_LOCKED, VMA_MADV__MADV_BIT_LOCKED},
+	{VMF_LOCKONFAULT, VMA_MADV__MADV_BIT_LOCKONFAULT},
+	{VMF_GROWSDOWN, VMA_MADV__MADV_BIT_GROWSDOWN},
+	{VMF_SEQREAD, VMA_MADV__MADV_BIT_SEQUENTIAL},
+	{VMF_RANDREAD, VMA_MADV__MADV_BIT_RANDOM},
 };
 
 const struct proc_vma *vma_find_special(const struct vec *vmas, const char *name)
@@ -246,10 +246,10 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 			snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", d->pid, v->start,
 				 v->end);
 			/* a pre-dump saves private memory only: objects come whole at the end */
-			id = d->tree->pre_dump ? 0 :
-						 shmem_dump_object(d, path,
-								   memfd ? SHMEM_KIND__SHMEM_MEMFD :
-									   SHMEM_KIND__SHMEM_ANON,
+			id = d->tree->pre_dump ? 0
+					       : shmem_dump_object(d, path,
+								   memfd ? SHMEM_KIND__SHMEM_MEMFD
+									 : SHMEM_KIND__SHMEM_ANON,
 								   memfd);
 			free(memfd);
 			if (id < 0)
@@ -358,9 +358,9 @@ int mem_restore_prepare(struct restore_ctx *r)
 			    (r->vma_fds[i] = shmem_restore_fd(r, v->shmem_id)) < 0)
 				return -1;
 		} else if (file) {
-			r->vma_fds[i] = v->has_ghost_id ?
-						ghost_restore_fd(r, v->ghost_id, v->may_write) :
-						open_mapped_file(r, v->path, v->may_write, v);
+			r->vma_fds[i] = v->has_ghost_id
+						? ghost_restore_fd(r, v->ghost_id, v->may_write)
+						: open_mapped_file(r, v->path, v->may_write, v);
 			if (r->vma_fds[i] < 0)
 				return -1;
 		}
@@ -379,9 +379,8 @@ static int unmap_inherited(struct restore_ctx *r, const struct vec *child_vmas)
 	unsigned long from = 0;
 
 	for (size_t i = 0; i <= child_vmas->len; i++) {
-		const struct proc_vma *v = i < child_vmas->len ?
-						   vec_at(child_vmas, struct proc_vma, i) :
-						   NULL;
+		const struct proc_vma *v =
+			i < child_vmas->len ? vec_at(child_vmas, struct proc_vma, i) : NULL;
 		unsigned long to = v ? v->start : TASK_SIZE_MAX;
 
 		if (v && v->path[0] != '[')
@@ -391,8 +390,7 @@ static int unmap_inherited(struct restore_ctx *r, const struct vec *child_vmas)
 			continue; /* [heap], [stack]: plain memory, unmapped with the rest */
 		if (to > TASK_SIZE_MAX)
 			to = TASK_SIZE_MAX;
-		if (to > from && rcheck(r, "munmap", rsys2(&r->rs, SYS_munmap, from,
-								  to - from)))
+		if (to > from && rcheck(r, "munmap", rsys2(&r->rs, SYS_munmap, from, to - from)))
 			return -1;
 		if (v)
 			from = v->end;
@@ -440,9 +438,9 @@ struct special_move {
 static int move_specials(struct restore_ctx *r, const struct vec *child_vmas)
 {
 	struct special_move mv[] = {
-		{ "[vvar]", VMA_KIND__VMA_VVAR },
-		{ "[vvar_vclock]", VMA_KIND__VMA_VVAR_VCLOCK },
-		{ "[vdso]", VMA_KIND__VMA_VDSO },
+		{"[vvar]", VMA_KIND__VMA_VVAR},
+		{"[vvar_vclock]", VMA_KIND__VMA_VVAR_VCLOCK},
+		{"[vdso]", VMA_KIND__VMA_VDSO},
 	};
 	unsigned long lo = ~0UL, hi = 0, dlo = ~0UL, dhi = 0;
 	int n = 0;
@@ -455,7 +453,8 @@ static int move_specials(struct restore_ctx *r, const struct vec *child_vmas)
 			if (r->mm->vmas[j]->kind == mv[i].kind)
 				d = r->mm->vmas[j];
 		if (!c != !d || (c && c->end - c->start != d->end - d->start)) {
-			pr_err("the vdso layout of this kernel differs from the dumping host's (%s): "
+			pr_err("the vdso layout of this kernel differs from the dumping host's "
+			       "(%s): "
 			       "restore on a kernel with the same vdso",
 			       mv[i].name);
 			return -1;
@@ -486,8 +485,8 @@ static int move_specials(struct restore_ctx *r, const struct vec *child_vmas)
 	}
 	for (int pass = tmp ? 0 : 1; pass < 2; pass++) {
 		for (int i = 0; i < n; i++) {
-			unsigned long from = pass ? (tmp ? tmp + mv[i].from - lo : mv[i].from) :
-						    mv[i].from;
+			unsigned long from =
+				pass ? (tmp ? tmp + mv[i].from - lo : mv[i].from) : mv[i].from;
 			unsigned long to = pass ? mv[i].to : tmp + mv[i].from - lo;
 			long ret = rsys5(&r->rs, SYS_mremap, from, mv[i].len, mv[i].len,
 					 MREMAP_MAYMOVE | MREMAP_FIXED, to);
@@ -559,27 +558,26 @@ static int apply_madvise(struct restore_ctx *r, const VmaEntry *v)
 		unsigned int bit;
 		int advice;
 	} adv[] = {
-		{ VMA_MADV__MADV_BIT_DONTFORK, MADV_DONTFORK },
-		{ VMA_MADV__MADV_BIT_WIPEONFORK, MADV_WIPEONFORK },
-		{ VMA_MADV__MADV_BIT_HUGEPAGE, MADV_HUGEPAGE },
-		{ VMA_MADV__MADV_BIT_NOHUGEPAGE, MADV_NOHUGEPAGE },
-		{ VMA_MADV__MADV_BIT_MERGEABLE, MADV_MERGEABLE },
-		{ VMA_MADV__MADV_BIT_DONTDUMP, MADV_DONTDUMP },
-		{ VMA_MADV__MADV_BIT_SEQUENTIAL, MADV_SEQUENTIAL },
-		{ VMA_MADV__MADV_BIT_RANDOM, MADV_RANDOM },
+		{VMA_MADV__MADV_BIT_DONTFORK, MADV_DONTFORK},
+		{VMA_MADV__MADV_BIT_WIPEONFORK, MADV_WIPEONFORK},
+		{VMA_MADV__MADV_BIT_HUGEPAGE, MADV_HUGEPAGE},
+		{VMA_MADV__MADV_BIT_NOHUGEPAGE, MADV_NOHUGEPAGE},
+		{VMA_MADV__MADV_BIT_MERGEABLE, MADV_MERGEABLE},
+		{VMA_MADV__MADV_BIT_DONTDUMP, MADV_DONTDUMP},
+		{VMA_MADV__MADV_BIT_SEQUENTIAL, MADV_SEQUENTIAL},
+		{VMA_MADV__MADV_BIT_RANDOM, MADV_RANDOM},
 	};
 	unsigned long len = v->end - v->start;
 
 	for (size_t i = 0; i < ARRAY_SIZE(adv); i++) {
 		if (!(v->madv & adv[i].bit))
 			continue;
-		if (rcheck(r, "madvise",
-				  rsys3(&r->rs, SYS_madvise, v->start, len, adv[i].advice)))
+		if (rcheck(r, "madvise", rsys3(&r->rs, SYS_madvise, v->start, len, adv[i].advice)))
 			return -1;
 	}
 	if (v->madv & VMA_MADV__MADV_BIT_LOCKONFAULT) {
 		if (rcheck(r, "mlock2",
-				  rsys3(&r->rs, SYS_mlock2, v->start, len, 1 /* MLOCK_ONFAULT */)))
+			   rsys3(&r->rs, SYS_mlock2, v->start, len, 1 /* MLOCK_ONFAULT */)))
 			return -1;
 	} else if (v->madv & VMA_MADV__MADV_BIT_LOCKED) {
 		if (rcheck(r, "mlock", rsys2(&r->rs, SYS_mlock, v->start, len)))
@@ -590,8 +588,8 @@ static int apply_madvise(struct restore_ctx *r, const VmaEntry *v)
 
 		if (n > 256 || rsys_poke(&r->rs, r->rs.scratch, v->anon_name, n) ||
 		    rcheck(r, "name anonymous memory",
-				  rsys5(&r->rs, SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME,
-					v->start, len, r->rs.scratch)))
+			   rsys5(&r->rs, SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, v->start, len,
+				 r->rs.scratch)))
 			return -1;
 	}
 	return 0;
@@ -606,7 +604,8 @@ static int finish_vmas(struct restore_ctx *r)
 			continue;
 		if (r->parent && v->inherit) {
 			/* fork keeps protections and advice, but never mlock */
-			if ((v->madv & (VMA_MADV__MADV_BIT_LOCKED | VMA_MADV__MADV_BIT_LOCKONFAULT)) &&
+			if ((v->madv &
+			     (VMA_MADV__MADV_BIT_LOCKED | VMA_MADV__MADV_BIT_LOCKONFAULT)) &&
 			    rcheck(r, "mlock",
 				   rsys3(&r->rs, SYS_mlock2, v->start, v->end - v->start,
 					 v->madv & VMA_MADV__MADV_BIT_LOCKONFAULT ? 1 : 0)))
@@ -615,7 +614,7 @@ static int finish_vmas(struct restore_ctx *r)
 		}
 		if (vma_has_data(r, v) && v->prot != (PROT_READ | PROT_WRITE) &&
 		    rcheck(r, "mprotect",
-				  rsys3(&r->rs, SYS_mprotect, v->start, v->end - v->start, v->prot)))
+			   rsys3(&r->rs, SYS_mprotect, v->start, v->end - v->start, v->prot)))
 			return -1;
 		if (apply_madvise(r, v))
 			return -1;
@@ -659,8 +658,8 @@ static int restore_mm_fields(struct restore_ctx *r)
 	     rsys_poke(&r->rs, r->rs.scratch + sizeof(map), mm->auxv, map.auxv_size)))
 		return -1;
 	if (rcheck(r, "prctl(PR_SET_MM_MAP)",
-			  rsys5(&r->rs, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, r->rs.scratch,
-				sizeof(map), 0)))
+		   rsys5(&r->rs, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, r->rs.scratch, sizeof(map),
+			 0)))
 		return -1;
 	return 0;
 }
@@ -714,8 +713,8 @@ static int inherited_prot(struct restore_ctx *r, bool writable)
 		if (!v->inherit || v->prot == (v->prot | PROT_READ | PROT_WRITE) ||
 		    v->kind == VMA_KIND__VMA_FILE_SHARED || !pages_present_in(r, v->start, v->end))
 			continue;
-		if (rcheck(r, "mprotect", rsys3(&r->rs, SYS_mprotect, v->start, v->end - v->start,
-						prot)))
+		if (rcheck(r, "mprotect",
+			   rsys3(&r->rs, SYS_mprotect, v->start, v->end - v->start, prot)))
 			return -1;
 	}
 	return 0;
@@ -745,9 +744,8 @@ int mem_restore_inherited(struct restore_ctx *r)
 		if (rcheck(r, "munmap", rsys2(&r->rs, SYS_munmap, c->start, c->end - c->start)))
 			goto out;
 	}
-	if (map_vmas(r) || pages_drop_inherited(r) || inherited_prot(r, true) ||
-	    pages_restore(r) || inherited_prot(r, false) || finish_vmas(r) ||
-	    restore_mm_fields(r))
+	if (map_vmas(r) || pages_drop_inherited(r) || inherited_prot(r, true) || pages_restore(r) ||
+	    inherited_prot(r, false) || finish_vmas(r) || restore_mm_fields(r))
 		goto out;
 	ret = 0;
 out:

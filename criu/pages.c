@@ -30,8 +30,8 @@
 
 #define READ_CHUNK (1UL << 20) /* bytes copied out of the task per process_vm_readv */
 #define SCAN_REGIONS 512
-#define FILL_IOV_MAX 1024	/* IOV_MAX */
-#define MAX_RUN_PAGES (1U << 18) /* 1 GiB: a run always fits one preadv */
+#define FILL_IOV_MAX 1024	   /* IOV_MAX */
+#define MAX_RUN_PAGES (1U << 18)   /* 1 GiB: a run always fits one preadv */
 #define FILL_BYTES_MAX (1UL << 30) /* well under MAX_RW_COUNT */
 #define LZ4_BLOCK_PAGES 64	   /* 256 KiB: past lz4's 64 KiB window, bigger gains little */
 #define LZ4_MAX_BLOCK_PAGES 256	   /* the largest block restore accepts */
@@ -40,7 +40,7 @@
 /* Runs being written: adjacent runs of the same kind are merged as they come. */
 struct pagemap_writer {
 	struct cr_img *pages;
-	struct vec runs; /* PagemapEntry (only vaddr, nr_pages, flags, off used) */
+	struct vec runs;	 /* PagemapEntry (only vaddr, nr_pages, flags, off used) */
 	unsigned long vma_start; /* runs never merge across VMAs: restore checks each is in one */
 	uint64_t *stat_written, *stat_zero, *stat_cow;
 	int pagemap_fd, parent_pagemap_fd; /* PFNs, for pages shared with the parent */
@@ -76,7 +76,8 @@ static int pm_emit_run(struct pagemap_writer *w, unsigned long vaddr, unsigned l
 		*w->stat_cow += nr;
 
 	if (last && last->flags == flags && last->vaddr >= w->vma_start &&
-	    last->nr_pages + nr <= MAX_RUN_PAGES && last->vaddr + last->nr_pages * PAGE_SIZE == vaddr &&
+	    last->nr_pages + nr <= MAX_RUN_PAGES &&
+	    last->vaddr + last->nr_pages * PAGE_SIZE == vaddr &&
 	    (!data || last->off + last->nr_pages * PAGE_SIZE == off)) {
 		last->nr_pages += nr;
 		return 0;
@@ -244,8 +245,8 @@ static int read_pages(struct dump_ctx *d, const struct copy_src *src, char *buf,
 			k++;
 		len = (k - i) * PAGE_SIZE;
 		if (fast) {
-			struct iovec local = { buf + i * PAGE_SIZE, len };
-			struct iovec remote = { (void *)addr, len };
+			struct iovec local = {buf + i * PAGE_SIZE, len};
+			struct iovec remote = {(void *)addr, len};
 
 			n = process_vm_readv(d->pid, &local, 1, &remote, 1, 0);
 		} else {
@@ -275,8 +276,8 @@ static int copy_range(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
 		off_t off = start / PAGE_SIZE * sizeof(uint64_t);
 
 		if (pread(w->pagemap_fd, mine, n * 8, off) != (ssize_t)(n * 8) ||
-		    (src->cow && pread(w->parent_pagemap_fd, theirs, n * 8, off) !=
-					 (ssize_t)(n * 8))) {
+		    (src->cow &&
+		     pread(w->parent_pagemap_fd, theirs, n * 8, off) != (ssize_t)(n * 8))) {
 			pr_perror("cannot read the page map of %d", d->pid);
 			return -1;
 		}
@@ -288,12 +289,13 @@ static int copy_range(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
 				j++;
 			if (shared || src->unchanged) {
 				if (pm_emit(w, start + i * PAGE_SIZE, j - i,
-					    shared ? PAGEMAP_FLAGS__PE_COW : PAGEMAP_FLAGS__PE_PARENT,
+					    shared ? PAGEMAP_FLAGS__PE_COW
+						   : PAGEMAP_FLAGS__PE_PARENT,
 					    NULL))
 					return -1;
 			} else if (read_pages(d, src, buf, start, mine, i, j) ||
-				   pm_emit_chunk(w, start + i * PAGE_SIZE, buf + i * PAGE_SIZE, j - i,
-						 src->elide_zero)) {
+				   pm_emit_chunk(w, start + i * PAGE_SIZE, buf + i * PAGE_SIZE,
+						 j - i, src->elide_zero)) {
 				return -1;
 			}
 			i = j;
@@ -319,7 +321,8 @@ static int dump_file_content(struct dump_ctx *d, struct pagemap_writer *w, int f
 			hole = end_off;
 		for (off_t o = data; o < hole;) {
 			/* whole pages: the last one may hold less than a page of file */
-			size_t len = min_t(size_t, (hole - o + PAGE_SIZE - 1) & PAGE_MASK, READ_CHUNK);
+			size_t len =
+				min_t(size_t, (hole - o + PAGE_SIZE - 1) & PAGE_MASK, READ_CHUNK);
 			ssize_t got = pread(fd, buf, len, o);
 
 			if (got > 0 && (size_t)got < len && o + got == end_off)
@@ -338,8 +341,7 @@ static int dump_file_content(struct dump_ctx *d, struct pagemap_writer *w, int f
 	return 0;
 }
 
-static int write_pagemap(struct dump_ctx *d, struct pagemap_writer *w, enum img_kind kind,
-			 pid_t id)
+static int write_pagemap(struct dump_ctx *d, struct pagemap_writer *w, enum img_kind kind, pid_t id)
 {
 	PagemapHead head = PAGEMAP_HEAD__INIT;
 	struct cr_img *img = img_open_write(d->dirfd, kind, id);
@@ -364,8 +366,8 @@ struct page_step {
 	struct copy_src src;
 };
 
-static int plan_add(struct dump_ctx *d, unsigned long start, unsigned long end,
-		    const VmaEntry *vma, uint32_t flags, const struct copy_src *src)
+static int plan_add(struct dump_ctx *d, unsigned long start, unsigned long end, const VmaEntry *vma,
+		    uint32_t flags, const struct copy_src *src)
 {
 	struct page_step *s = vec_push(&d->page_plan);
 
@@ -511,7 +513,7 @@ int pages_plan(struct dump_ctx *d, MmEntry *mm)
 	char path[64];
 	int pagemap_fd, ret = 0;
 
-	d->page_plan = (struct vec){ .elem = sizeof(struct page_step) };
+	d->page_plan = (struct vec){.elem = sizeof(struct page_step)};
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", d->pid);
 	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pagemap_fd < 0) {
@@ -535,7 +537,7 @@ int pages_plan(struct dump_ctx *d, MmEntry *mm)
 /* Copy what the plan says and write the pagemap and pages images. */
 int pages_execute(struct dump_ctx *d, MmEntry *mm)
 {
-	struct pagemap_writer w = { .runs = VEC_INIT(PagemapEntry), .parent_pagemap_fd = -1 };
+	struct pagemap_writer w = {.runs = VEC_INIT(PagemapEntry), .parent_pagemap_fd = -1};
 	char path[64];
 	int pagemap_fd = -1, mem_fd = -1, ret = -1;
 	char *buf = NULL;
@@ -574,9 +576,9 @@ int pages_execute(struct dump_ctx *d, MmEntry *mm)
 
 		w.vma_start = s->vma_start;
 		s->src.mem_fd = mem_fd;
-		if (s->flags ? pm_emit(&w, s->start, (s->end - s->start) / PAGE_SIZE, s->flags,
-				       NULL) :
-			       copy_range(d, &w, buf, &s->src, s->start, s->end))
+		if (s->flags
+			    ? pm_emit(&w, s->start, (s->end - s->start) / PAGE_SIZE, s->flags, NULL)
+			    : copy_range(d, &w, buf, &s->src, s->start, s->end))
 			goto out;
 	}
 	d->bytes_written = img_data_off(w.pages);
@@ -606,7 +608,7 @@ int pages_dump(struct dump_ctx *d, MmEntry *mm)
 /* The content of a shared memory object, as runs of file offsets. */
 int pages_dump_shmem(struct dump_ctx *d, int fd, uint64_t size, unsigned int id)
 {
-	struct pagemap_writer w = { .runs = VEC_INIT(PagemapEntry), .parent_pagemap_fd = -1 };
+	struct pagemap_writer w = {.runs = VEC_INIT(PagemapEntry), .parent_pagemap_fd = -1};
 	uint64_t written = 0, zero = 0, cow = 0;
 	char *buf = NULL;
 	int ret = -1;
@@ -731,7 +733,8 @@ static int level_load(struct restore_ctx *r, int parent_of, struct pm_level *l)
 
 static int seg_add(struct restore_ctx *r, uint64_t vaddr, uint64_t len, int fd, uint64_t off)
 {
-	struct page_seg *s = r->segs.len ? vec_at(&r->segs, struct page_seg, r->segs.len - 1) : NULL;
+	struct page_seg *s =
+		r->segs.len ? vec_at(&r->segs, struct page_seg, r->segs.len - 1) : NULL;
 
 	if (s && !s->clen && s->fd == fd && s->vaddr + s->len == vaddr && s->off + s->len == off &&
 	    s->len + len <= FILL_BYTES_MAX) {
@@ -777,8 +780,7 @@ static int resolve(struct restore_ctx *r, struct pm_level *lv, int depth, uint64
 		return -1;
 	}
 	l = &lv[depth];
-	if (!l->runs && l->dirfd < 0 &&
-	    level_load(r, depth ? lv[depth - 1].dirfd : r->dirfd, l))
+	if (!l->runs && l->dirfd < 0 && level_load(r, depth ? lv[depth - 1].dirfd : r->dirfd, l))
 		return -1;
 	hi = l->n;
 	while (lo < hi) { /* first run ending after a */
@@ -822,8 +824,8 @@ int pages_resolve(struct restore_ctx *r)
 	int ret = 0;
 
 	for (int i = 0; i < MAX_CHAIN; i++)
-		lv[i] = (struct pm_level){ .dirfd = -1, .pages_fd = -1 };
-	r->segs = (struct vec){ .elem = sizeof(struct page_seg) };
+		lv[i] = (struct pm_level){.dirfd = -1, .pages_fd = -1};
+	r->segs = (struct vec){.elem = sizeof(struct page_seg)};
 	for (size_t i = 0; !ret && i < r->nr_pagemap; i++) {
 		const PagemapEntry *e = r->pagemap[i];
 		uint64_t len = (uint64_t)e->nr_pages * PAGE_SIZE;
@@ -892,7 +894,8 @@ int pages_restore_prepare(struct restore_ctx *r)
 		}
 		r->pagemap[r->nr_pagemap++] = e;
 		end = e->vaddr + (uint64_t)e->nr_pages * PAGE_SIZE;
-		if (!e->nr_pages || e->nr_pages > MAX_RUN_PAGES || e->vaddr % PAGE_SIZE || end < e->vaddr || e->vaddr < prev_end) {
+		if (!e->nr_pages || e->nr_pages > MAX_RUN_PAGES || e->vaddr % PAGE_SIZE ||
+		    end < e->vaddr || e->vaddr < prev_end) {
 			pr_err("%s: run %zu at %#llx (+%u pages) is malformed or out of order",
 			       img_path(img), r->nr_pagemap - 1, (unsigned long long)e->vaddr,
 			       e->nr_pages);
@@ -997,9 +1000,8 @@ int pages_read_run(int pages_fd, const PagemapEntry *e, void *out)
 	int got = -1;
 
 	if (!(e->flags & PAGEMAP_FLAGS__PE_LZ4))
-		return pread(pages_fd, out, len, IMG_PAGES_HDR_SIZE + e->off) == (ssize_t)len ?
-			       0 :
-			       -1;
+		return pread(pages_fd, out, len, IMG_PAGES_HDR_SIZE + e->off) == (ssize_t)len ? 0
+											      : -1;
 	in = malloc(e->clen);
 	if (in && pread(pages_fd, in, e->clen, IMG_PAGES_HDR_SIZE + e->off) == (ssize_t)e->clen)
 		got = LZ4_decompress_safe(in, out, e->clen, len);
@@ -1033,8 +1035,8 @@ static int lz4_flush(struct lz4_fill *f)
 		return 0;
 	got = process_vm_writev(f->r->pid, f->local, f->n, f->remote, f->n, 0);
 	if (got != (ssize_t)f->bytes) {
-		pr_err("restoring pages of %d: wrote %zd of %zu bytes%s%s", f->r->pid, got, f->bytes,
-		       got < 0 ? ": " : "", got < 0 ? strerror(errno) : "");
+		pr_err("restoring pages of %d: wrote %zd of %zu bytes%s%s", f->r->pid, got,
+		       f->bytes, got < 0 ? ": " : "", got < 0 ? strerror(errno) : "");
 		return -1;
 	}
 	f->total += f->bytes;
@@ -1100,8 +1102,8 @@ static int pages_restore_lz4(struct restore_ctx *r)
 			       r->pid, (unsigned long long)s->off);
 			goto out;
 		}
-		f->local[f->n] = (struct iovec){ f->out + f->used + s->skip, s->len };
-		f->remote[f->n] = (struct iovec){ (void *)(uintptr_t)s->vaddr, s->len };
+		f->local[f->n] = (struct iovec){f->out + f->used + s->skip, s->len};
+		f->remote[f->n] = (struct iovec){(void *)(uintptr_t)s->vaddr, s->len};
 		f->n++;
 		f->bytes += s->len;
 		f->used += s->blen;

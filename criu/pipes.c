@@ -47,7 +47,7 @@ static bool pipe_seen(struct dump_tree *t, uint64_t ino)
 /* The queued bytes, left where they are. */
 static int pipe_peek(const struct fd_info *fi, PipeEntry *pe)
 {
-	int reader = open(fi->proc_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), tmp[2] = { -1, -1 };
+	int reader = open(fi->proc_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), tmp[2] = {-1, -1};
 	int size, ret = -1;
 	ssize_t n;
 
@@ -56,7 +56,8 @@ static int pipe_peek(const struct fd_info *fi, PipeEntry *pe)
 		return -1;
 	}
 	size = fcntl(reader, F_GETPIPE_SZ);
-	if (size <= 0 || pipe2(tmp, O_CLOEXEC | O_NONBLOCK) || fcntl(tmp[1], F_SETPIPE_SZ, size) < 0) {
+	if (size <= 0 || pipe2(tmp, O_CLOEXEC | O_NONBLOCK) ||
+	    fcntl(tmp[1], F_SETPIPE_SZ, size) < 0) {
 		pr_perror("cannot set up a pipe to read fd %d", fi->fd);
 		goto out;
 	}

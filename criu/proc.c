@@ -16,12 +16,12 @@ static const struct {
 	char code[3];
 	unsigned int bit;
 } vmflag_codes[] = {
-	{ "gd", VMF_GROWSDOWN }, { "lo", VMF_LOCKED },	    { "dc", VMF_DONTCOPY },
-	{ "wf", VMF_WIPEONFORK }, { "dd", VMF_DONTDUMP },   { "hg", VMF_HUGEPAGE },
-	{ "nh", VMF_NOHUGEPAGE }, { "mg", VMF_MERGEABLE },  { "mw", VMF_MAYWRITE },
-	{ "sr", VMF_SEQREAD },	  { "rr", VMF_RANDREAD },   { "lf", VMF_LOCKONFAULT },
-	{ "io", VMF_IO },	  { "pf", VMF_PFNMAP },	    { "uw", VMF_UFFD_WP },
-	{ "um", VMF_UFFD_MISSING },
+	{"gd", VMF_GROWSDOWN},	  {"lo", VMF_LOCKED},	 {"dc", VMF_DONTCOPY},
+	{"wf", VMF_WIPEONFORK},	  {"dd", VMF_DONTDUMP},	 {"hg", VMF_HUGEPAGE},
+	{"nh", VMF_NOHUGEPAGE},	  {"mg", VMF_MERGEABLE}, {"mw", VMF_MAYWRITE},
+	{"sr", VMF_SEQREAD},	  {"rr", VMF_RANDREAD},	 {"lf", VMF_LOCKONFAULT},
+	{"io", VMF_IO},		  {"pf", VMF_PFNMAP},	 {"uw", VMF_UFFD_WP},
+	{"um", VMF_UFFD_MISSING},
 };
 
 static unsigned int parse_vmflags(const char *p)
@@ -77,7 +77,8 @@ int proc_parse_smaps(pid_t pid, struct vec *vmas)
 		pr_perror("cannot read %s", path);
 		return -1;
 	}
-	for (line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (line = text; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		/* A VMA header starts with a hex digit; smaps fields start with a capital. */
 		if (isdigit((unsigned char)line[0]) || (line[0] >= 'a' && line[0] <= 'f')) {
 			cur = vec_push(vmas);
@@ -104,7 +105,7 @@ int proc_parse_stat(pid_t pid, struct proc_stat *st)
 {
 	char path[64];
 	char *text, *p;
-	unsigned long v[53] = { 0 };
+	unsigned long v[53] = {0};
 	int n = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
@@ -243,7 +244,8 @@ int proc_parse_timers(pid_t pid, struct vec *timers)
 		pr_perror("cannot read %s", path);
 		return -1;
 	}
-	for (line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (line = text; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		char how[16];
 		int tid;
 

@@ -11,21 +11,21 @@
 
 /* smaps VmFlags we care about */
 enum {
-	VMF_GROWSDOWN = 1 << 0,	  /* gd */
-	VMF_LOCKED = 1 << 1,	  /* lo */
-	VMF_DONTCOPY = 1 << 2,	  /* dc */
-	VMF_WIPEONFORK = 1 << 3,  /* wf */
-	VMF_DONTDUMP = 1 << 4,	  /* dd */
-	VMF_HUGEPAGE = 1 << 5,	  /* hg */
-	VMF_NOHUGEPAGE = 1 << 6,  /* nh */
-	VMF_MERGEABLE = 1 << 7,	  /* mg */
-	VMF_MAYWRITE = 1 << 8,	  /* mw */
-	VMF_SEQREAD = 1 << 9,	  /* sr */
-	VMF_RANDREAD = 1 << 10,	  /* rr */
-	VMF_LOCKONFAULT = 1 << 11, /* lf */
-	VMF_IO = 1 << 12,	  /* io: device memory, never dumpable */
-	VMF_PFNMAP = 1 << 13,	  /* pf */
-	VMF_UFFD_WP = 1 << 14,	  /* uw */
+	VMF_GROWSDOWN = 1 << 0,	    /* gd */
+	VMF_LOCKED = 1 << 1,	    /* lo */
+	VMF_DONTCOPY = 1 << 2,	    /* dc */
+	VMF_WIPEONFORK = 1 << 3,    /* wf */
+	VMF_DONTDUMP = 1 << 4,	    /* dd */
+	VMF_HUGEPAGE = 1 << 5,	    /* hg */
+	VMF_NOHUGEPAGE = 1 << 6,    /* nh */
+	VMF_MERGEABLE = 1 << 7,	    /* mg */
+	VMF_MAYWRITE = 1 << 8,	    /* mw */
+	VMF_SEQREAD = 1 << 9,	    /* sr */
+	VMF_RANDREAD = 1 << 10,	    /* rr */
+	VMF_LOCKONFAULT = 1 << 11,  /* lf */
+	VMF_IO = 1 << 12,	    /* io: device memory, never dumpable */
+	VMF_PFNMAP = 1 << 13,	    /* pf */
+	VMF_UFFD_WP = 1 << 14,	    /* uw */
 	VMF_UFFD_MISSING = 1 << 15, /* um */
 };
 
@@ -72,7 +72,7 @@ struct proc_timer {
 	int id;
 	int signo;
 	uint64_t sigev_value;
-	int notify;	/* SIGEV_* */
+	int notify; /* SIGEV_* */
 	int notify_tid;
 	int clockid;
 };

@@ -34,7 +34,8 @@ static int wait_stop(pid_t tid, int *status)
 		return -1;
 	}
 	if (WIFEXITED(*status) || WIFSIGNALED(*status)) {
-		pr_err("task %d is gone (%s %d)", tid, WIFEXITED(*status) ? "exited with" : "killed by",
+		pr_err("task %d is gone (%s %d)", tid,
+		       WIFEXITED(*status) ? "exited with" : "killed by",
 		       WIFEXITED(*status) ? WEXITSTATUS(*status) : WTERMSIG(*status));
 		return -1;
 	}
@@ -170,7 +171,7 @@ int ptrace_get_xsave(pid_t tid, void **buf, size_t *len)
 
 int ptrace_set_xsave(pid_t tid, const void *buf, size_t len)
 {
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 
 	if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov)) {
 		pr_perror("cannot set FPU/xsave state of %d", tid);
@@ -317,7 +318,7 @@ long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, uns
 long rsys_call_interrupted(struct rsys *rs, long nr, unsigned long a1, unsigned long a2,
 			   unsigned long a3, unsigned long a4)
 {
-	unsigned long a[6] = { a1, a2, a3, a4, 0, 0 };
+	unsigned long a[6] = {a1, a2, a3, a4, 0, 0};
 	char path[64], state[256];
 	int status;
 
@@ -349,8 +350,8 @@ long rsys_call_interrupted(struct rsys *rs, long nr, unsigned long a1, unsigned 
 
 int rsys_poke(struct rsys *rs, unsigned long addr, const void *buf, size_t len)
 {
-	struct iovec local = { .iov_base = (void *)buf, .iov_len = len };
-	struct iovec remote = { .iov_base = (void *)addr, .iov_len = len };
+	struct iovec local = {.iov_base = (void *)buf, .iov_len = len};
+	struct iovec remote = {.iov_base = (void *)addr, .iov_len = len};
 
 	if (process_vm_writev(rs->tid, &local, 1, &remote, 1, 0) != (ssize_t)len) {
 		pr_perror("cannot write %zu bytes at %#lx in %d", len, addr, rs->tid);
@@ -361,8 +362,8 @@ int rsys_poke(struct rsys *rs, unsigned long addr, const void *buf, size_t len)
 
 int rsys_peek(struct rsys *rs, unsigned long addr, void *buf, size_t len)
 {
-	struct iovec local = { .iov_base = buf, .iov_len = len };
-	struct iovec remote = { .iov_base = (void *)addr, .iov_len = len };
+	struct iovec local = {.iov_base = buf, .iov_len = len};
+	struct iovec remote = {.iov_base = (void *)addr, .iov_len = len};
 
 	if (process_vm_readv(rs->tid, &local, 1, &remote, 1, 0) != (ssize_t)len) {
 		pr_perror("cannot read %zu bytes at %#lx in %d", len, addr, rs->tid);

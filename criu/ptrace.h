@@ -32,11 +32,11 @@ int ptrace_set_xsave(pid_t tid, const void *buf, size_t len);
 
 struct rsys {
 	pid_t tid;
-	unsigned long ip;		/* address of a `syscall` instruction in the task */
-	struct user_regs_struct regs;	/* template for every call */
-	unsigned long scratch;		/* remote scratch memory (0 when none) */
+	unsigned long ip;	      /* address of a `syscall` instruction in the task */
+	struct user_regs_struct regs; /* template for every call */
+	unsigned long scratch;	      /* remote scratch memory (0 when none) */
 	size_t scratch_len;
-	bool failed;			/* tracing broke: the task is gone or unusable */
+	bool failed; /* tracing broke: the task is gone or unusable */
 	unsigned long nr_calls;
 };
 
@@ -50,16 +50,16 @@ long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, uns
 #define rsys0(rs, nr) rsys_call(rs, nr, 0, 0, 0, 0, 0, 0)
 #define rsys1(rs, nr, a) rsys_call(rs, nr, (unsigned long)(a), 0, 0, 0, 0, 0)
 #define rsys2(rs, nr, a, b) rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), 0, 0, 0, 0)
-#define rsys3(rs, nr, a, b, c)                                                                  \
+#define rsys3(rs, nr, a, b, c) \
 	rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), (unsigned long)(c), 0, 0, 0)
-#define rsys4(rs, nr, a, b, c, d)                                                               \
-	rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), (unsigned long)(c),           \
+#define rsys4(rs, nr, a, b, c, d)                                                     \
+	rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), (unsigned long)(c), \
 		  (unsigned long)(d), 0, 0)
-#define rsys5(rs, nr, a, b, c, d, e)                                                            \
-	rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), (unsigned long)(c),           \
+#define rsys5(rs, nr, a, b, c, d, e)                                                  \
+	rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), (unsigned long)(c), \
 		  (unsigned long)(d), (unsigned long)(e), 0)
-#define rsys6(rs, nr, a, b, c, d, e, f)                                                         \
-	rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), (unsigned long)(c),           \
+#define rsys6(rs, nr, a, b, c, d, e, f)                                               \
+	rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), (unsigned long)(c), \
 		  (unsigned long)(d), (unsigned long)(e), (unsigned long)(f))
 
 /* Map / unmap an anonymous scratch area in the task (at hint, or anywhere when 0). */

@@ -26,11 +26,13 @@
 #define ERESTART_RESTARTBLOCK 516
 
 /* image field, glibc's struct user_regs_struct field */
-#define REGS_FIELDS(X)                                                                          \
-	X(r15, r15) X(r14, r14) X(r13, r13) X(r12, r12) X(bp, rbp) X(bx, rbx) X(r11, r11)        \
-	X(r10, r10) X(r9, r9) X(r8, r8) X(ax, rax) X(cx, rcx) X(dx, rdx) X(si, rsi) X(di, rdi)   \
-	X(orig_ax, orig_rax) X(ip, rip) X(cs, cs) X(flags, eflags) X(sp, rsp) X(ss, ss)        \
-	X(fs_base, fs_base) X(gs_base, gs_base) X(ds, ds) X(es, es) X(fs, fs) X(gs, gs)
+#define REGS_FIELDS(X)                                                                        \
+	X(r15, r15)                                                                           \
+	X(r14, r14) X(r13, r13) X(r12, r12) X(bp, rbp) X(bx, rbx) X(r11, r11) X(r10, r10)     \
+		X(r9, r9) X(r8, r8) X(ax, rax) X(cx, rcx) X(dx, rdx) X(si, rsi) X(di, rdi)    \
+			X(orig_ax, orig_rax) X(ip, rip) X(cs, cs) X(flags, eflags) X(sp, rsp) \
+				X(ss, ss) X(fs_base, fs_base) X(gs_base, gs_base) X(ds, ds)   \
+					X(es, es) X(fs, fs) X(gs, gs)
 
 static void regs_to_entry(const struct user_regs_struct *r, UserRegsX86Entry *e)
 {
@@ -109,7 +111,7 @@ static int plant_sleep_restart(struct restore_ctx *r, struct restore_thread *th,
 	const ThreadCoreEntry *t = th->core;
 	const UserRegsX86Entry *regs = t->regs;
 	const SleepRestartEntry *s = t->sleep_restart;
-	struct timespec ts = { s->remaining_ns / 1000000000ULL, s->remaining_ns % 1000000000ULL };
+	struct timespec ts = {s->remaining_ns / 1000000000ULL, s->remaining_ns % 1000000000ULL};
 	unsigned long rem = regs->orig_ax == SYS_nanosleep ? regs->si : regs->r10;
 	long ret;
 

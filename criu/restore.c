@@ -33,7 +33,7 @@
 #include "log.h"
 
 #define RSEQ_SIG 0x53053053
-#define THREAD_FLAGS                                                                            \
+#define THREAD_FLAGS \
 	(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM)
 
 int open_images_dir(const char *dir, bool create);
@@ -139,9 +139,9 @@ static int read_pstree(struct restore_tree *t)
 		r->fds = (struct vec)VEC_INIT(struct fd_plan);
 		r->threads = (struct vec)VEC_INIT(struct restore_thread);
 		r->parent = root ? NULL : task_by_pid(t, ps->ppid);
-		if (ps->pid <= 1 || (root ? ps->ppid != 0 || ps->pid != t->inv->root_pid ||
-						    ps->zombie :
-					    !r->parent || r->parent->pstree->zombie) ||
+		if (ps->pid <= 1 ||
+		    (root ? ps->ppid != 0 || ps->pid != t->inv->root_pid || ps->zombie
+			  : !r->parent || r->parent->pstree->zombie) ||
 		    task_by_pid(t, ps->pid) != r ||
 		    (!ps->zombie && (ps->n_threads < 1 || ps->threads[0] != ps->pid))) {
 			pr_err("%s: task %u is malformed or out of order", img_path(img), ps->pid);
@@ -203,7 +203,8 @@ static int read_task(struct restore_ctx *r)
 		struct restore_thread *th;
 
 		if (tc->tid != ps->threads[i] || !tc->regs) {
-			pr_err("core-%d.img: thread %zu is inconsistent with pstree.img", r->pid, i);
+			pr_err("core-%d.img: thread %zu is inconsistent with pstree.img", r->pid,
+			       i);
 			return -1;
 		}
 		th = vec_push(&r->threads);
@@ -224,7 +225,7 @@ static int read_task(struct restore_ctx *r)
 static void child_unregister_rseq(void)
 {
 	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
-	unsigned int lens[] = { 32, __rseq_size, 20 };
+	unsigned int lens[] = {32, __rseq_size, 20};
 
 	if (!__rseq_size)
 		return;
@@ -251,7 +252,7 @@ static void __attribute__((noreturn)) root_child(pid_t parent, int status_fd, in
 
 static int spawn_root(struct restore_ctx *r)
 {
-	struct clone_args args = { .exit_signal = SIGCHLD };
+	struct clone_args args = {.exit_signal = SIGCHLD};
 	int status_pipe[2], wait_pipe[2];
 	pid_t tid = r->pid, parent = getpid();
 	char c;
@@ -270,7 +271,8 @@ static int spawn_root(struct restore_ctx *r)
 	close(wait_pipe[0]);
 	if (r->child < 0) {
 		if (errno == EEXIST)
-			pr_err("pid %d is already in use: cannot restore with the same pid", r->pid);
+			pr_err("pid %d is already in use: cannot restore with the same pid",
+			       r->pid);
 		else
 			pr_perror("cannot create task %d (clone3 with set_tid)", r->pid);
 		r->child = 0;
@@ -289,9 +291,9 @@ static int spawn_root(struct restore_ctx *r)
 		return -1;
 	return ptrace(PTRACE_SETOPTIONS, r->child, 0,
 		      PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK |
-			      PTRACE_O_TRACECLONE) ?
-		       -1 :
-		       0;
+			      PTRACE_O_TRACECLONE)
+		       ? -1
+		       : 0;
 }
 
 static int wait_new_task(pid_t tid)
@@ -375,7 +377,7 @@ static int make_zombie(struct restore_ctx *parent, struct restore_ctx *z)
 		return -1;
 	/* default action for the fatal signal, whatever the parent had */
 	if (sig && sig != SIGKILL && sig != SIGSTOP) {
-		uint64_t ka[4] = { 0 };
+		uint64_t ka[4] = {0};
 
 		if (rsys_poke(&rs, rs.scratch, ka, sizeof(ka)) ||
 		    rcheck(z, "rt_sigaction", rsys4(&rs, SYS_rt_sigaction, sig, rs.scratch, 0, 8)))
@@ -432,8 +434,7 @@ static int spawn_children(struct restore_ctx *r)
 	for (size_t i = 1; i < r->threads.len; i++) {
 		struct restore_thread *th = restore_thread_at(r, i);
 
-		if (remote_clone(r, &r->rs, th->tid, THREAD_FLAGS, 0) < 0 ||
-		    attach_thread(r, th))
+		if (remote_clone(r, &r->rs, th->tid, THREAD_FLAGS, 0) < 0 || attach_thread(r, th))
 			return -1;
 	}
 	return 0;
@@ -449,8 +450,8 @@ static int restore_one(struct restore_ctx *r)
 	if (r->parent ? mem_restore_inherited(r) : mem_restore(r))
 		return -1;
 	pr_debug("task %d: memory done (%lu remote syscalls)", r->pid, r->rs.nr_calls);
-	if (files_restore(r) ||
-	    files_restore_in_task(r) || task_restore(r) || tty_restore_ctty(r) || sigs_restore(r))
+	if (files_restore(r) || files_restore_in_task(r) || task_restore(r) ||
+	    tty_restore_ctty(r) || sigs_restore(r))
 		return -1;
 	restore_thread_at(r, 0)->rs.ip = r->rs.ip; /* the vdso may have moved */
 	restore_thread_at(r, 0)->rs.scratch = r->rs.scratch;
@@ -522,7 +523,8 @@ static int finish_group_helpers(struct restore_tree *t)
 		regs.rdi = 0;
 		if (ptrace_set_regs(h, &regs) || ptrace(PTRACE_CONT, h, 0, 0))
 			return -1;
-		while (waitpid(h, &status, __WALL) == h && !WIFEXITED(status) && !WIFSIGNALED(status))
+		while (waitpid(h, &status, __WALL) == h && !WIFEXITED(status) &&
+		       !WIFSIGNALED(status))
 			ptrace(PTRACE_CONT, h, 0, 0);
 		if (rsys4(&p->rs, SYS_wait4, h, 0, __WALL, 0) != h) {
 			pr_err("cannot reap the group helper %d", h);
@@ -721,7 +723,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 		nofile.rlim_cur = nofile.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
-	t.pipes = (struct vec){ .elem = pipe_obj_size() };
+	t.pipes = (struct vec){.elem = pipe_obj_size()};
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	t.dirfd = open_images_dir(opts->images_dir, false);

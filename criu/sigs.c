@@ -147,7 +147,7 @@ static bool sig_recorded(const TaskCoreEntry *core, int sig)
  */
 static int sigs_reset_inherited(struct restore_ctx *r)
 {
-	struct ksigaction dfl = { 0 };
+	struct ksigaction dfl = {0};
 	struct rsys *rs = &r->rs;
 	bool poked = false;
 
@@ -184,7 +184,7 @@ int sigs_restore(struct restore_ctx *r)
 		return -1;
 	for (size_t i = 0; i < core->n_sigactions; i++) {
 		const SigactionEntry *e = core->sigactions[i];
-		struct ksigaction ka = { e->handler, e->flags, e->restorer, e->mask };
+		struct ksigaction ka = {e->handler, e->flags, e->restorer, e->mask};
 
 		if (rsys_poke(rs, rs->scratch, &ka, sizeof(ka)) ||
 		    rcheck(r, "rt_sigaction",
@@ -205,7 +205,7 @@ int sigs_restore_pending(struct restore_ctx *r)
 	struct {
 		uint64_t set;
 		struct timespec zero;
-	} arg = { 1ULL << (SIGCHLD - 1), { 0, 0 } };
+	} arg = {1ULL << (SIGCHLD - 1), {0, 0}};
 
 	if (rsys_poke(rs, rs->scratch, &arg, sizeof(arg)))
 		return -1;
@@ -227,7 +227,7 @@ int sigs_restore_thread(struct restore_ctx *r, struct restore_thread *t)
 {
 	const ThreadCoreEntry *c = t->core;
 	struct rsys *rs = &t->rs;
-	struct kstack ss = { .flags = SS_DISABLE };
+	struct kstack ss = {.flags = SS_DISABLE};
 
 	if (c->sigaltstack) {
 		ss.sp = c->sigaltstack->sp;

@@ -34,8 +34,8 @@ struct rseq_config {
 };
 
 static const char *const rlimit_names[] = {
-	"CPU",	  "FSIZE",   "DATA",   "STACK", "CORE",	    "RSS",    "NPROC",	  "NOFILE",
-	"MEMLOCK", "AS",     "LOCKS",  "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME",
+	"CPU",	   "FSIZE", "DATA",  "STACK",	   "CORE",     "RSS",  "NPROC",	 "NOFILE",
+	"MEMLOCK", "AS",    "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME",
 };
 
 static char *read_trimmed(pid_t pid, const char *name)
@@ -149,7 +149,7 @@ int task_dump_thread(struct dump_ctx *d, struct dump_thread *th)
 {
 	ThreadCoreEntry *t = th->core;
 	struct rsys *rs = &th->rs;
-	struct rseq_config rc = { 0 };
+	struct rseq_config rc = {0};
 	uint64_t head = 0, val = 0;
 	size_t len = 0;
 	char name[64];
@@ -256,15 +256,13 @@ int task_dump(struct dump_ctx *d)
 		       d->status.seccomp);
 		return -1;
 	}
-	return dump_paths(d) || dump_rlimits(d) || dump_prctls(d) || dump_sched(d) ?
-		       -1 :
-		       0;
+	return dump_paths(d) || dump_rlimits(d) || dump_prctls(d) || dump_sched(d) ? -1 : 0;
 }
 
-#define RCALL(what, call)                                                                       \
-	do {                                                                                    \
-		if (rcheck(r, what, (call)))                                                    \
-			return -1;                                                              \
+#define RCALL(what, call)                    \
+	do {                                 \
+		if (rcheck(r, what, (call))) \
+			return -1;           \
 	} while (0)
 
 /* Remote, in the task's leader: what its children inherit is set before they are forked. */
@@ -305,7 +303,7 @@ static int restore_rlimits(struct restore_ctx *r)
 {
 	for (size_t i = 0; i < r->core->n_rlimits; i++) {
 		const RlimitEntry *e = r->core->rlimits[i];
-		struct rlimit want = { e->cur, e->max }, now;
+		struct rlimit want = {e->cur, e->max}, now;
 
 		if (e->resource >= RLIM_NLIMITS || e->cur > e->max) {
 			pr_err("core-%d.img: bad rlimit %u", r->pid, e->resource);
@@ -358,7 +356,7 @@ static int restore_sched(struct restore_ctx *r)
 			pr_user_warn("cannot restore nice %d of %d: %s", c->nice, tid,
 				     strerror(errno));
 		if (c->has_sched_policy) {
-			struct sched_param sp = { .sched_priority = c->sched_priority };
+			struct sched_param sp = {.sched_priority = c->sched_priority};
 
 			if (sched_setscheduler(tid, c->sched_policy, &sp))
 				pr_user_warn("cannot restore the scheduling policy of %d: %s", tid,
@@ -366,8 +364,8 @@ static int restore_sched(struct restore_ctx *r)
 		}
 		if (c->n_cpu_affinity) {
 			cpu_set_t set;
-			size_t len = min_t(size_t, sizeof(set),
-					   c->n_cpu_affinity * sizeof(uint64_t));
+			size_t len =
+				min_t(size_t, sizeof(set), c->n_cpu_affinity * sizeof(uint64_t));
 
 			CPU_ZERO(&set);
 			memcpy(&set, c->cpu_affinity, len);
@@ -402,7 +400,7 @@ int task_restore_thread(struct restore_ctx *r, struct restore_thread *th)
 	      rsys2(rs, SYS_prctl, PR_SET_PDEATHSIG, t->has_pdeath_sig ? t->pdeath_sig : 0));
 	/* /proc/PID/task/TID/comm takes writes only from the thread's own group */
 	if (t->comm) {
-		char name[16] = { 0 };
+		char name[16] = {0};
 
 		strncpy(name, t->comm, sizeof(name) - 1);
 		if (rsys_poke(rs, rs->scratch, name, sizeof(name)) ||

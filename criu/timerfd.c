@@ -97,7 +97,7 @@ static bool same_boot(const struct restore_tree *t)
 static int timerfd_open(struct restore_ctx *r, const FileEntry *f)
 {
 	const TimerfdEntry *e = f->timerfd;
-	struct itimerspec its = { 0 };
+	struct itimerspec its = {0};
 	uint64_t ticks, next;
 	int fd, flags = 0;
 
@@ -111,7 +111,7 @@ static int timerfd_open(struct restore_ctx *r, const FileEntry *f)
 		pr_perror("cannot recreate timerfd %u", f->id);
 		return -1;
 	}
-	its.it_interval = (struct timespec){ e->interval_ns / NSEC, e->interval_ns % NSEC };
+	its.it_interval = (struct timespec){e->interval_ns / NSEC, e->interval_ns % NSEC};
 	if (e->value_ns && e->has_dump_clock_ns && same_boot(r->tree)) {
 		uint64_t now = now_ns(e->clockid);
 
@@ -129,13 +129,14 @@ static int timerfd_open(struct restore_ctx *r, const FileEntry *f)
 			}
 		}
 		if (next) {
-			its.it_value = (struct timespec){ next / NSEC, next % NSEC };
+			its.it_value = (struct timespec){next / NSEC, next % NSEC};
 			flags = TFD_TIMER_ABSTIME | (e->settime_flags & TFD_TIMER_CANCEL_ON_SET);
 		}
 	} else if (e->value_ns) {
-		its.it_value = (struct timespec){ e->value_ns / NSEC, e->value_ns % NSEC };
+		its.it_value = (struct timespec){e->value_ns / NSEC, e->value_ns % NSEC};
 	}
-	if ((its.it_value.tv_sec || its.it_value.tv_nsec) && timerfd_settime(fd, flags, &its, NULL)) {
+	if ((its.it_value.tv_sec || its.it_value.tv_nsec) &&
+	    timerfd_settime(fd, flags, &its, NULL)) {
 		pr_perror("cannot arm timerfd %u", f->id);
 		close(fd);
 		return -1;

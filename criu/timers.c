@@ -34,7 +34,7 @@ static uint64_t ts_ns(const struct timespec *ts)
 
 static struct timespec ns_ts(uint64_t ns)
 {
-	return (struct timespec){ .tv_sec = ns / NSEC, .tv_nsec = ns % NSEC };
+	return (struct timespec){.tv_sec = ns / NSEC, .tv_nsec = ns % NSEC};
 }
 
 static int dump_itimers(struct dump_ctx *d)
@@ -143,7 +143,7 @@ static int restore_itimers(struct restore_ctx *r)
 	struct rsys *rs = &r->rs;
 
 	for (int which = ITIMER_REAL; which <= ITIMER_PROF; which++) {
-		struct itimerval it = { 0 };
+		struct itimerval it = {0};
 
 		/* a forked task starts with none; the root could inherit nothing either */
 		for (size_t i = 0; i < r->core->n_itimers; i++) {
@@ -151,10 +151,10 @@ static int restore_itimers(struct restore_ctx *r)
 
 			if (e->which != (uint32_t)which)
 				continue;
-			it.it_interval = (struct timeval){ e->interval_us / 1000000,
-							   e->interval_us % 1000000 };
-			it.it_value = (struct timeval){ e->value_us / 1000000,
-							e->value_us % 1000000 };
+			it.it_interval = (struct timeval){e->interval_us / 1000000,
+							  e->interval_us % 1000000};
+			it.it_value =
+				(struct timeval){e->value_us / 1000000, e->value_us % 1000000};
 		}
 		if (!it.it_value.tv_sec && !it.it_value.tv_usec)
 			continue;
@@ -188,7 +188,8 @@ int timers_restore(struct restore_ctx *r)
 		order[i] = n - 1 - i;
 	for (size_t i = 1; !exact && i < n; i++) /* insertion sort by id: a handful of timers */
 		for (size_t j = i; j > 0 && core->posix_timers[order[j - 1]]->id >
-						    core->posix_timers[order[j]]->id; j--) {
+						    core->posix_timers[order[j]]->id;
+		     j--) {
 			size_t t = order[j];
 
 			order[j] = order[j - 1];
@@ -196,7 +197,7 @@ int timers_restore(struct restore_ctx *r)
 		}
 	for (size_t i = 0; i < n; i++) {
 		const PosixTimerEntry *e = core->posix_timers[order[i]];
-		struct itimerspec its = { ns_ts(e->interval_ns), ns_ts(e->value_ns) };
+		struct itimerspec its = {ns_ts(e->interval_ns), ns_ts(e->value_ns)};
 		int id;
 
 		while (!exact && next < e->id) {
@@ -215,14 +216,13 @@ int timers_restore(struct restore_ctx *r)
 		}
 		next = id + 1;
 		if (rsys_poke(rs, rs->scratch, &its, sizeof(its)) ||
-		    rcheck(r, "timer_settime",
-			   rsys4(rs, SYS_timer_settime, id, 0, rs->scratch, 0)))
+		    rcheck(r, "timer_settime", rsys4(rs, SYS_timer_settime, id, 0, rs->scratch, 0)))
 			return -1;
 	}
 	for (int i = 0; i < nfill; i++)
 		rsys1(rs, SYS_timer_delete, fillers[i]);
 	if (exact)
-		rsys5(rs, SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0,
-		      0, 0);
+		rsys5(rs, SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF,
+		      0, 0, 0);
 	return 0;
 }

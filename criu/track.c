@@ -54,10 +54,9 @@ static uint64_t start_time(pid_t pid)
 /* A new userfaultfd for the task's memory, made by the task and moved into crest. */
 static int uffd_from_task(struct dump_ctx *d)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURES };
+	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURES};
 	/* user-mode-only: an unprivileged task may make one; async WP never asks it anyway */
-	long tfd = rsys1(&d->rs, SYS_userfaultfd,
-			 O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	long tfd = rsys1(&d->rs, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	int fd = -1;
 
 	if (tfd < 0) {
@@ -91,9 +90,11 @@ static int task_uffd(struct dump_ctx *d)
 	for (size_t i = 0; tr && i < tr->n_tasks; i++) {
 		if (tr->tasks[i]->pid != (uint32_t)d->pid)
 			continue;
-		d->uffd = syscall(SYS_pidfd_getfd, d->tree->holder_pidfd, tr->tasks[i]->holder_fd, 0);
+		d->uffd =
+			syscall(SYS_pidfd_getfd, d->tree->holder_pidfd, tr->tasks[i]->holder_fd, 0);
 		if (d->uffd < 0)
-			pr_perror("cannot take the tracking userfaultfd of %d from its holder", d->pid);
+			pr_perror("cannot take the tracking userfaultfd of %d from its holder",
+				  d->pid);
 		return d->uffd;
 	}
 	d->uffd = uffd_from_task(d);
@@ -124,7 +125,7 @@ int track_arm(struct dump_ctx *d)
 	for (size_t i = 0; i < d->vmas.len; i++) {
 		struct proc_vma *v = vec_at(&d->vmas, struct proc_vma, i);
 		struct uffdio_register reg = {
-			.range = { .start = v->start, .len = v->end - v->start },
+			.range = {.start = v->start, .len = v->end - v->start},
 			.mode = UFFDIO_REGISTER_MODE_WP,
 		};
 
@@ -162,7 +163,8 @@ int track_check(struct dump_ctx *d)
 
 		if ((v->vmflags & VMF_UFFD_MISSING) ||
 		    ((v->vmflags & VMF_UFFD_WP) && !d->tree->prev_track)) {
-			pr_err("task %d uses userfaultfd itself: memory tracking is not supported for it",
+			pr_err("task %d uses userfaultfd itself: memory tracking is not supported "
+			       "for it",
 			       d->pid);
 			return -1;
 		}

@@ -169,12 +169,13 @@ int vdso_digest(unsigned char out[32], size_t *vdso_len)
 	unsigned int len = 32;
 	int ret = -1;
 
-	for (line = maps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (line = maps; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		if (sscanf(line, "%lx-%lx", &start, &end) == 2 && start == base) {
 			*vdso_len = end - start;
-			ret = EVP_Digest((void *)start, end - start, out, &len, EVP_sha256(), NULL) ?
-				      0 :
-				      -1;
+			ret = EVP_Digest((void *)start, end - start, out, &len, EVP_sha256(), NULL)
+				      ? 0
+				      : -1;
 			break;
 		}
 	}

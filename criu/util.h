@@ -42,7 +42,10 @@ struct vec {
 };
 void *vec_push(struct vec *v); /* zeroed new element, NULL on OOM */
 void vec_free(struct vec *v);
-#define VEC_INIT(type) { .elem = sizeof(type) }
+#define VEC_INIT(type)               \
+	{                            \
+		.elem = sizeof(type) \
+	}
 #define vec_at(v, type, i) (&((type *)(v)->data)[i])
 
 #endif

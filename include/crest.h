@@ -55,12 +55,12 @@ struct crest_opts {
 	const char *tls_key;		 /* --tls-key: its private key (PEM) */
 	bool tls_no_cn_verify;		 /* --tls-no-cn-verify: any name in the server's cert */
 	/* deleted files, inotify watches, files handed in by the caller */
-	uint64_t ghost_limit;		 /* --ghost-limit: largest deleted file copied, 0 = 1 MiB */
-	bool no_ghost_fiemap;		 /* --no-ghost-fiemap: copy a deleted file's holes too */
-	bool link_remap;		 /* --link-remap: re-link deleted files, do not copy them */
-	bool force_irmap;		 /* --force-irmap: find watched inodes by scanning */
+	uint64_t ghost_limit; /* --ghost-limit: largest deleted file copied, 0 = 1 MiB */
+	bool no_ghost_fiemap; /* --no-ghost-fiemap: copy a deleted file's holes too */
+	bool link_remap;      /* --link-remap: re-link deleted files, do not copy them */
+	bool force_irmap;     /* --force-irmap: find watched inodes by scanning */
 	const char *const *irmap_scan_paths; /* --irmap-scan-path DIRs, NULL-terminated */
-	const char *const *inherit_fds;	 /* --inherit-fd "fd[N]:KEY"s, NULL-terminated */
+	const char *const *inherit_fds;	     /* --inherit-fd "fd[N]:KEY"s, NULL-terminated */
 };
 
 /* The defaults: everything off, verbosity 2. */
