@@ -671,7 +671,7 @@ int mem_restore(struct restore_ctx *r)
 	unsigned long scratch;
 	int ret = -1;
 
-	if (proc_parse_smaps(r->child, &child_vmas))
+	if (proc_parse_maps(r->child, &child_vmas))
 		goto out;
 	vdso = vma_find_special(&child_vmas, "[vdso]");
 	if (!vdso || rsys_find_ip(&r->rs, vdso->start, vdso->end))
@@ -731,7 +731,7 @@ int mem_restore_inherited(struct restore_ctx *r)
 	struct vec now = VEC_INIT(struct proc_vma);
 	int ret = -1;
 
-	if (proc_parse_smaps(r->pid, &now))
+	if (proc_parse_maps(r->pid, &now))
 		goto out;
 	for (size_t i = 0; i < now.len; i++) {
 		const struct proc_vma *c = vec_at(&now, struct proc_vma, i);

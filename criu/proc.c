@@ -65,13 +65,17 @@ static int parse_maps_line(const char *line, struct proc_vma *v)
 	return 0;
 }
 
-int proc_parse_smaps(pid_t pid, struct vec *vmas)
+/*
+ * smaps has the VmFlags a dump needs, but the kernel walks every page of every VMA to count
+ * what it shows: when only the layout matters (restore), maps is much cheaper.
+ */
+static int parse_vmas(pid_t pid, struct vec *vmas, const char *file)
 {
 	char path[64];
 	char *text, *line;
 	struct proc_vma *cur = NULL;
 
-	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
 	text = read_file_at(AT_FDCWD, path, NULL);
 	if (!text) {
 		pr_perror("cannot read %s", path);
@@ -99,6 +103,16 @@ int proc_parse_smaps(pid_t pid, struct vec *vmas)
 err:
 	free(text);
 	return -1;
+}
+
+int proc_parse_smaps(pid_t pid, struct vec *vmas)
+{
+	return parse_vmas(pid, vmas, "smaps");
+}
+
+int proc_parse_maps(pid_t pid, struct vec *vmas)
+{
+	return parse_vmas(pid, vmas, "maps");
 }
 
 int proc_parse_stat(pid_t pid, struct proc_stat *st)

@@ -42,6 +42,8 @@ struct proc_vma {
 
 /* Every VMA of the task, in address order (elements: struct proc_vma). */
 int proc_parse_smaps(pid_t pid, struct vec *vmas);
+/* The same without VmFlags (vmflags 0), from the cheaper /proc/PID/maps. */
+int proc_parse_maps(pid_t pid, struct vec *vmas);
 
 struct proc_stat {
 	char state;
