@@ -659,23 +659,30 @@ restore_file_changed_body() {
 	exited "$PID"
 }
 
+# A dump of $PID that must be refused in one line naming OPTION, leaving the process as it
+# was.  Usage: dump_refused "WHAT (for the failure reason)" OPTION
+dump_refused() {
+	run_crest dump dump -t "$PID" -D "$TDIR/img" -o dump.log -v4
+	if [ "$RC" = 0 ]; then
+		REASON="dump $1 succeeded"
+		return 1
+	fi
+	one_line_err dump || return 1
+	if ! grep -q -- "$2" "$TDIR/dump.err"; then
+		REASON="the error does not name $2: $(first_err dump)"
+		return 1
+	fi
+	sleep "$RUN_AFTER"
+	untouched "$PID"
+}
+
 # A deleted file larger than --ghost-limit: the dump refuses it in one line naming the limit
 # and leaves the process untouched; with a higher limit the same process dumps and restores.
 dump_ghost_limit_body() {
 	start_prog ghost_big
 	wait_ready "$PID" || return 1
-	run_crest dump dump -t "$PID" -D "$TDIR/img" -o dump.log -v4
-	if [ "$RC" = 0 ]; then
-		REASON="dump of a 3 MiB deleted file within the default 1 MiB limit succeeded"
+	dump_refused "of a 3 MiB deleted file within the default 1 MiB limit" --ghost-limit ||
 		return 1
-	fi
-	one_line_err dump || return 1
-	if ! grep -q -- '--ghost-limit' "$TDIR/dump.err"; then
-		REASON="the error does not name --ghost-limit: $(first_err dump)"
-		return 1
-	fi
-	sleep "$RUN_AFTER"
-	untouched "$PID" || return 1
 	run_crest dump2 dump -t "$PID" -D "$TDIR/img" -o dump2.log -v4 --ghost-limit 4M
 	if [ "$RC" != 0 ]; then
 		REASON="dump with --ghost-limit 4M exited $RC: $(first_err dump2)"
@@ -700,18 +707,7 @@ dump_ghost_limit_body() {
 dump_locks_refused_body() {
 	start_prog locks
 	wait_ready "$PID" || return 1
-	run_crest dump dump -t "$PID" -D "$TDIR/img" -o dump.log -v4
-	if [ "$RC" = 0 ]; then
-		REASON="dump of a process holding file locks succeeded without --file-locks"
-		return 1
-	fi
-	one_line_err dump || return 1
-	if ! grep -q -- '--file-locks' "$TDIR/dump.err"; then
-		REASON="the error does not name --file-locks: $(first_err dump)"
-		return 1
-	fi
-	sleep "$RUN_AFTER"
-	untouched "$PID" || return 1
+	dump_refused "of a process holding file locks without --file-locks" --file-locks || return 1
 	verdict "$PID" || return 1
 	exited "$PID"
 }
