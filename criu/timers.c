@@ -51,8 +51,14 @@ static int dump_itimers(struct dump_ctx *d)
 			pr_err("cannot read interval timer %d of %d (%ld)", which, d->pid, ret);
 			return -1;
 		}
-		if (!it.it_value.tv_sec && !it.it_value.tv_usec)
-			continue; /* disarmed */
+		/*
+		 * Disarmed only when both are zero: a periodic timer whose expiry signal is
+		 * still pending is re-armed by the kernel when the signal is delivered, and
+		 * reads as 0 until then.
+		 */
+		if (!it.it_value.tv_sec && !it.it_value.tv_usec && !it.it_interval.tv_sec &&
+		    !it.it_interval.tv_usec)
+			continue;
 		e = calloc(1, sizeof(*e));
 		if (!e)
 			return -1;
@@ -153,8 +159,10 @@ static int restore_itimers(struct restore_ctx *r)
 				continue;
 			it.it_interval = (struct timeval){e->interval_us / 1000000,
 							  e->interval_us % 1000000};
-			it.it_value =
-				(struct timeval){e->value_us / 1000000, e->value_us % 1000000};
+			/* expired with its signal pending: the next period starts now */
+			uint64_t value = e->value_us ? e->value_us : e->interval_us;
+
+			it.it_value = (struct timeval){value / 1000000, value % 1000000};
 		}
 		if (!it.it_value.tv_sec && !it.it_value.tv_usec)
 			continue;
@@ -197,7 +205,9 @@ int timers_restore(struct restore_ctx *r)
 		}
 	for (size_t i = 0; i < n; i++) {
 		const PosixTimerEntry *e = core->posix_timers[order[i]];
-		struct itimerspec its = {ns_ts(e->interval_ns), ns_ts(e->value_ns)};
+		/* a periodic timer waiting for its signal's delivery to re-arm reads as 0 */
+		struct itimerspec its = {ns_ts(e->interval_ns),
+					 ns_ts(e->value_ns ? e->value_ns : e->interval_ns)};
 		int id;
 
 		while (!exact && next < e->id) {
