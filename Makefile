@@ -10,7 +10,7 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	   -fno-strict-aliasing -MMD -MP
 CPPFLAGS += -Iinclude -Icriu -Ibuild/images
-LDLIBS	:= -lprotobuf-c -llz4 -lssl -lcrypto -lz
+LDLIBS	:= -lprotobuf-c -llz4 -lssl -lcrypto -lz -lnftables -lnet
 
 B	:= build
 PROTOS	:= $(wildcard images/*.proto)

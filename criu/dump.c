@@ -22,7 +22,9 @@
 #include "image.h"
 #include "internal.h"
 #include "log.h"
+#include "net-lock.h"
 #include "page-server.h"
+#include "sk-inet.h"
 
 int open_images_dir(const char *dir, bool create)
 {
@@ -507,6 +509,8 @@ static int write_inventory(struct dump_tree *t)
 	inv.shell_job = t->opts->shell_job;
 	if (t->opts->prev_images_dir)
 		inv.parent_dir = (char *)t->opts->prev_images_dir;
+	if (t->netlock_made || t->netlock_made6)
+		inv.net_lock = (char *)netlock_name(t->netlock_kind);
 	if (root->threads.len && dump_thread_at(root, 0)->core &&
 	    dump_thread_at(root, 0)->core->has_xsave) {
 		inv.has_xsave_size = true;
@@ -527,11 +531,17 @@ static int dump_precheck(const struct crest_opts *opts)
 		pr_err("crest cannot dump itself or its parent");
 		return -1;
 	}
+	if (opts->network_lock && netlock_parse(opts->network_lock) < 0) {
+		pr_err("unknown --network-lock '%s' (nftables, iptables or skip)",
+		       opts->network_lock);
+		return -1;
+	}
 	return 0;
 }
 
 static void tree_free(struct dump_tree *t)
 {
+	vec_free(&t->tcp_repaired);
 	for (size_t i = 0; i < t->tasks.len; i++) {
 		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
 
@@ -705,6 +715,9 @@ static void tree_init(struct dump_tree *t, const struct crest_opts *opts)
 		.file_keys = VEC_INIT(struct file_key),
 		.shmem_keys = VEC_INIT(struct shmem_key),
 		.pipes = VEC_INIT(uint64_t),
+		.tcp_repaired = VEC_INIT(int),
+		.netlock_kind = opts->network_lock ? netlock_parse(opts->network_lock)
+						   : NETLOCK_NFTABLES,
 	};
 }
 
@@ -769,10 +782,14 @@ int crest_dump(const struct crest_opts *opts)
 	if (dump_tasks(&t) || write_pstree(&t) || write_inventory(&t) ||
 	    (sink && ps_client_commit(sink)))
 		goto out;
-	if (opts->leave_running)
+	if (opts->leave_running) {
+		/* out of repair mode before the tasks can touch their sockets again */
+		tcp_dump_fini(&t, false);
+		netlock_dump_fini(&t, false);
 		tree_release(&t);
-	else if (tree_kill(&t))
+	} else if (tree_kill(&t)) {
 		goto out_released;
+	}
 	frozen = false;
 	t_thawed = now_ns(CLOCK_MONOTONIC);
 	/* the final round: tracking has done its job */
@@ -780,9 +797,13 @@ int crest_dump(const struct crest_opts *opts)
 	log_stats(&t, t0, t_seize, t_frozen, t_thawed);
 	ret = 0;
 out:
+	/* a failed dump: the connections work again, unlocked, before the tree runs on */
+	tcp_dump_fini(&t, ret == 0 && !opts->leave_running);
+	netlock_dump_fini(&t, ret == 0);
 	if (frozen)
 		tree_release(&t);
 out_released:
+	tcp_dump_fini(&t, true);
 	ps_client_close(sink);
 	ghost_dump_fini(&t, ret == 0);
 	tree_free(&t);

@@ -27,7 +27,7 @@
 static const struct fd_ops *const fd_kinds[] = {
 	&memfd_fd_ops,	 &pty_fd_ops,	   &tty_inherit_fd_ops, &pipe_fd_ops,  &fifo_fd_ops,
 	&eventfd_fd_ops, &signalfd_fd_ops, &timerfd_fd_ops,	&epoll_fd_ops, &unix_sk_fd_ops,
-	&inotify_fd_ops, &reg_fd_ops,	   &chr_fd_ops,
+	&inet_sk_fd_ops, &inotify_fd_ops, &reg_fd_ops,	   &chr_fd_ops,
 };
 
 static const struct fd_ops *ops_of_kind(FdKind kind)
@@ -177,6 +177,8 @@ static int dump_one_fd(struct dump_ctx *d, int fd, FdEntry *fe)
 	k->ino = fi.st.st_ino;
 	k->id = fe->id = seen->len;
 
+	/* crest's own copy of the file, for the kinds that look into it */
+	fi.lfd = task_file(d, fd);
 	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds) && !ops; i++)
 		if (fd_kinds[i]->match(d, &fi))
 			ops = fd_kinds[i];
@@ -184,7 +186,6 @@ static int dump_one_fd(struct dump_ctx *d, int fd, FdEntry *fe)
 		pr_err("fd %d: %s: not supported yet", fd, unsupported_kind(d->pid, link, &fi.st));
 		goto out;
 	}
-	fi.lfd = task_file(d, fd);
 	f = file_entry_new(fe->id, ops->kind);
 	if (!f || ops->dump(d, &fi, f) || img_write_msg(d->tree->files, &f->base))
 		goto out;

@@ -74,6 +74,12 @@ struct dump_tree {
 	int holder_pidfd;	/* its holder process */
 	bool arm;		/* (re)arm dirty tracking while scanning */
 	bool pre_dump;		/* copy pages after the tree runs again */
+	/* TCP connections (sk-tcp.c) and the network lock (net-lock.c) */
+	struct vec tcp_repaired; /* int: crest's copies of the sockets put in repair mode */
+	int netlock_kind;	 /* enum netlock_kind */
+	bool netlock_made;	 /* the lock exists (iptables: for IPv4) */
+	bool netlock_made6;	 /* iptables: for IPv6 */
+	pid_t netlock_pid;	 /* a task in the network namespace of the lock */
 };
 
 struct dump_ctx {
@@ -137,11 +143,12 @@ struct fd_ops {
 
 extern const struct fd_ops reg_fd_ops, chr_fd_ops, memfd_fd_ops, tty_inherit_fd_ops, pipe_fd_ops,
 	fifo_fd_ops, eventfd_fd_ops, signalfd_fd_ops, timerfd_fd_ops, epoll_fd_ops, pty_fd_ops,
-	inotify_fd_ops, unix_sk_fd_ops;
+	inotify_fd_ops, unix_sk_fd_ops, inet_sk_fd_ops;
 
 const char *fdinfo_field(const char *fdinfo, const char *key);
 void pipes_restore_fini(struct restore_tree *t);
 size_t pipe_obj_size(void);
+size_t inet_sock_size(void);
 
 /* Tree-wide restore state: what every task shares. */
 struct restore_tree {
@@ -161,6 +168,8 @@ struct restore_tree {
 	struct vec pipes;	  /* pipes.c's pipe objects */
 	struct vec ghosts;	  /* files-ghost.c's deleted files, made once for all */
 	struct vec ptys;	  /* tty.c's pty pairs */
+	struct vec inet_socks;	  /* sk-inet.c's sockets, made at the first one asked for */
+	bool inet_built;
 };
 
 struct vma_file {

@@ -54,6 +54,8 @@ enum {
 	OPT_INHERIT_FD,
 	OPT_STOP_TRACKING,
 	OPT_STATS,
+	OPT_NETWORK_LOCK,
+	OPT_SKIP_IN_FLIGHT,
 };
 
 /* A leading ':' makes getopt report a missing argument apart from an unknown option. */
@@ -99,6 +101,8 @@ static const struct option long_opts[] = {
 	{"inherit-fd", required_argument, NULL, OPT_INHERIT_FD},
 	{"stop-tracking", no_argument, NULL, OPT_STOP_TRACKING},
 	{"stats", no_argument, NULL, OPT_STATS},
+	{"network-lock", required_argument, NULL, OPT_NETWORK_LOCK},
+	{"skip-in-flight", no_argument, NULL, OPT_SKIP_IN_FLIGHT},
 	{NULL, 0, NULL, 0},
 };
 
@@ -133,7 +137,10 @@ static const char usage_text[] =
 	"  -R, --leave-running      let the tree run on after the dump\n"
 	"  --track-mem              arm dirty-memory tracking for a later incremental dump\n"
 	"  --prev-images-dir DIR    parent dump for an incremental dump (relative to -D)\n"
-	"  --tcp-established        checkpoint established TCP connections (not yet)\n"
+	"  --tcp-established        checkpoint established TCP connections (TCP_REPAIR)\n"
+	"  --network-lock KIND      drop the dumped connections' packets until the restore:\n"
+	"                           nftables (default), iptables or skip\n"
+	"  --skip-in-flight         drop connections still in a listener's accept queue\n"
 	"  --ext-unix-sk            allow unix sockets connected outside the tree (not yet)\n"
 	"  --file-locks             checkpoint file locks (flock, POSIX, OFD) and leases\n"
 	"  --ghost-limit SIZE       largest deleted-but-open file copied into the images\n"
@@ -336,6 +343,12 @@ static void parse_one(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_STATS:
 		o->stats = true;
+		break;
+	case OPT_NETWORK_LOCK:
+		o->network_lock = arg;
+		break;
+	case OPT_SKIP_IN_FLIGHT:
+		o->skip_in_flight = true;
 		break;
 	case OPT_PAGE_SERVER:
 		o->page_server = true;

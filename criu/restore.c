@@ -31,6 +31,7 @@
 #include "image.h"
 #include "internal.h"
 #include "log.h"
+#include "sk-inet.h"
 
 #define RSEQ_SIG 0x53053053
 #define THREAD_FLAGS \
@@ -724,6 +725,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
 	t.pipes = (struct vec){.elem = pipe_obj_size()};
+	t.inet_socks = (struct vec){.elem = inet_sock_size()};
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	t.dirfd = open_images_dir(opts->images_dir, false);
@@ -734,7 +736,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 		goto out;
 	root->rs.tid = root->child;
 	if (ptrace_get_regs(root->child, &root->rs.regs) || restore_one(root) ||
-	    restore_pgids(&t) || finish_tree(&t) || release_tree(&t))
+	    restore_pgids(&t) || finish_tree(&t) || inet_restore_finish(&t) || release_tree(&t))
 		goto out;
 	for (size_t i = 0; i < t.tasks.len; i++) {
 		struct restore_ctx *r = *vec_at(&t.tasks, struct restore_ctx *, i);
@@ -754,6 +756,7 @@ out:
 	prctl(PR_SET_CHILD_SUBREAPER, was_subreaper, 0, 0, 0);
 	ghost_restore_fini(&t, ret == 0);
 	tty_restore_fini(&t);
+	inet_restore_fini(&t);
 	tree_free(&t);
 	return ret;
 }

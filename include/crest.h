@@ -35,7 +35,7 @@ struct crest_opts {
 	bool skip_file_size_check;	 /* --skip-file-size-check */
 	const char *prev_images_dir;	 /* --prev-images-dir (accepted; used by pre-dump later) */
 	bool track_mem;			 /* --track-mem */
-	bool tcp_established;		 /* --tcp-established (accepted; later) */
+	bool tcp_established;		 /* --tcp-established: dump TCP connections */
 	bool ext_unix_sk;		 /* --ext-unix-sk (accepted; later) */
 	bool file_locks;		 /* --file-locks: dump flock/POSIX/OFD locks and leases */
 	bool manage_cgroups;		 /* --manage-cgroups[=MODE] (accepted; later) */
@@ -61,6 +61,9 @@ struct crest_opts {
 	bool force_irmap;     /* --force-irmap: find watched inodes by scanning */
 	const char *const *irmap_scan_paths; /* --irmap-scan-path DIRs, NULL-terminated */
 	const char *const *inherit_fds;	     /* --inherit-fd "fd[N]:KEY"s, NULL-terminated */
+	/* TCP: --tcp-established above */
+	const char *network_lock; /* --network-lock nftables|iptables|skip; NULL = nftables */
+	bool skip_in_flight;	  /* --skip-in-flight: drop connections not yet accepted */
 };
 
 /* The defaults: everything off, verbosity 2. */

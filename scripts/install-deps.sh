@@ -11,6 +11,8 @@ PKGS=(
 	libssl-dev				# TLS and digests
 	libnl-3-dev libnl-route-3-dev		# rtnetlink
 	libnet1-dev				# raw packets (TCP FIN injection)
+	libnl-idiag-3-dev			# inet_diag: TCP and UDP sockets
+	libnftables-dev nftables iptables	# network lock
 	libcriterion-dev			# unit tests
 	rsync					# filesystem passes
 	iproute2 procps util-linux		# ip netns, ps, setsid for tests and demo
