@@ -715,7 +715,7 @@ static void tree_init(struct dump_tree *t, const struct crest_opts *opts)
 		.file_keys = VEC_INIT(struct file_key),
 		.shmem_keys = VEC_INIT(struct shmem_key),
 		.pipes = VEC_INIT(uint64_t),
-		.tcp_repaired = VEC_INIT(int),
+		.tcp_repaired = VEC_INIT(struct tcp_repaired),
 		.netlock_kind = opts->network_lock ? netlock_parse(opts->network_lock)
 						   : NETLOCK_NFTABLES,
 	};

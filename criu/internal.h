@@ -75,7 +75,7 @@ struct dump_tree {
 	bool arm;		/* (re)arm dirty tracking while scanning */
 	bool pre_dump;		/* copy pages after the tree runs again */
 	/* TCP connections (sk-tcp.c) and the network lock (net-lock.c) */
-	struct vec tcp_repaired; /* int: crest's copies of the sockets put in repair mode */
+	struct vec tcp_repaired; /* struct tcp_repaired: sockets put in repair mode */
 	int netlock_kind;	 /* enum netlock_kind */
 	bool netlock_made;	 /* the lock exists (iptables: for IPv4) */
 	bool netlock_made6;	 /* iptables: for IPv6 */

@@ -17,7 +17,11 @@ bool tcp_is_stream_state(uint32_t state);
 int tcp_stream_dump(struct dump_ctx *d, int lfd, const struct tcp_info *ti, InetSkEntry *e,
 		    const char *what);
 void tcp_dump_fini(struct dump_tree *t, bool tree_killed);
-void tcp_repair_off(int fd);
+/* A socket the dump put in repair mode (dump_tree.tcp_repaired). */
+struct tcp_repaired {
+	int fd; /* crest's copy */
+	bool reuseaddr;
+};
 int tcp_stream_restore(int fd, const InetSkEntry *e, const struct sockaddr *src,
 		       const struct sockaddr *dst, socklen_t alen);
 int tcp_stream_finish(int fd, const InetSkEntry *e);

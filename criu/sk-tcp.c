@@ -25,6 +25,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -44,10 +45,17 @@ static int set_repair(int fd, int val)
 	return setsockopt(fd, SOL_TCP, TCP_REPAIR, &val, sizeof(val));
 }
 
-void tcp_repair_off(int fd)
+/*
+ * Leaving repair mode also clears the socket's SO_REUSEADDR (repair mode forces reuse and
+ * the kernel resets it to none): put back what the application had set.
+ */
+static int repair_off(int fd, bool reuseaddr)
 {
+	int one = 1;
+
 	if (set_repair(fd, TCP_REPAIR_OFF))
-		pr_perror("cannot take a tcp socket out of repair mode");
+		return -1;
+	return reuseaddr ? setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) : 0;
 }
 
 static int select_queue(int fd, int queue)
@@ -153,8 +161,9 @@ int tcp_stream_dump(struct dump_ctx *d, int lfd, const struct tcp_info *ti, Inet
 		    const char *what)
 {
 	struct dump_tree *t = d->tree;
+	struct tcp_repaired *slot;
 	TcpStreamEntry *s;
-	int *slot, keep;
+	int keep;
 
 	if (netlock_connection(t, d->pid, e))
 		return -1;
@@ -172,7 +181,8 @@ int tcp_stream_dump(struct dump_ctx *d, int lfd, const struct tcp_info *ti, Inet
 		t->tcp_repaired.len--;
 		return -1;
 	}
-	*slot = keep;
+	slot->fd = keep;
+	slot->reuseaddr = e->opts && e->opts->reuseaddr;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -1;
@@ -191,11 +201,11 @@ int tcp_stream_dump(struct dump_ctx *d, int lfd, const struct tcp_info *ti, Inet
 void tcp_dump_fini(struct dump_tree *t, bool tree_killed)
 {
 	for (size_t i = 0; i < t->tcp_repaired.len; i++) {
-		int fd = *vec_at(&t->tcp_repaired, int, i);
+		struct tcp_repaired *r = vec_at(&t->tcp_repaired, struct tcp_repaired, i);
 
-		if (!tree_killed)
-			tcp_repair_off(fd);
-		close(fd);
+		if (!tree_killed && repair_off(r->fd, r->reuseaddr))
+			pr_perror("cannot take a tcp connection out of repair mode");
+		close(r->fd);
 	}
 	t->tcp_repaired.len = 0;
 }
@@ -243,14 +253,15 @@ static int set_options(int fd, const TcpStreamEntry *s)
 	return setsockopt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, opts, n * sizeof(opts[0]));
 }
 
-static int set_window(int fd, const TcpStreamEntry *s)
+/* rcv_end: rcv_nxt as restored (before a peer's FIN, which the window had counted) */
+static int set_window(int fd, const TcpStreamEntry *s, uint32_t rcv_end)
 {
 	struct tcp_repair_window win = {
 		.snd_wl1 = s->snd_wl1,
 		.snd_wnd = s->snd_wnd,
 		.max_window = s->max_window,
 		.rcv_wnd = s->rcv_wnd,
-		.rcv_wup = s->rcv_wup,
+		.rcv_wup = (int32_t)(s->rcv_wup - rcv_end) > 0 ? rcv_end : s->rcv_wup,
 	};
 
 	return setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win));
@@ -317,7 +328,7 @@ int tcp_stream_restore(int fd, const InetSkEntry *e, const struct sockaddr *src,
 		return -1;
 	}
 	select_queue(fd, TCP_NO_QUEUE);
-	if (set_window(fd, s)) {
+	if (set_window(fd, s, rcv_end)) {
 		pr_perror("cannot set the window of a tcp connection");
 		return -1;
 	}
@@ -384,7 +395,7 @@ int tcp_stream_finish(int fd, const InetSkEntry *e)
 	const TcpStreamEntry *s = e->tcp;
 	uint32_t sent = s->send_queue.len - s->unsent;
 
-	if (set_repair(fd, TCP_REPAIR_OFF)) {
+	if (repair_off(fd, e->opts && e->opts->reuseaddr)) {
 		pr_perror("cannot take a tcp connection out of repair mode");
 		return -1;
 	}
@@ -398,8 +409,21 @@ int tcp_stream_finish(int fd, const InetSkEntry *e)
 		}
 		off += n;
 	}
-	if (s->fin_received && inject_peer_fin(e))
-		return -1;
+	if (s->fin_received) {
+		struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+		char byte;
+
+		if (inject_peer_fin(e))
+			return -1;
+		/* the EOF had been read (the queue is empty): read it again, so the FIN counts
+		 * as consumed as it was (one recv() of 0 bytes) */
+		if (poll(&pfd, 1, 100) != 1 || !(pfd.revents & POLLRDHUP)) {
+			pr_err("the injected FIN of %s did not arrive", "a closing connection");
+			return -1;
+		}
+		if (!s->recv_queue.len)
+			recv(fd, &byte, 1, MSG_DONTWAIT);
+	}
 	if (s->fin_sent && shutdown(fd, SHUT_WR)) {
 		pr_perror("cannot send the FIN of a closing tcp connection again");
 		return -1;
