@@ -9,8 +9,8 @@ PREFIX	?= /usr/local
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 	   -fno-strict-aliasing -MMD -MP
-CPPFLAGS += -Iinclude -Icriu -Ibuild/images
-LDLIBS	:= -lprotobuf-c -llz4 -lssl -lcrypto -lz -lnftables -lnet
+CPPFLAGS += -Iinclude -Icriu -Ibuild/images -I/usr/include/libnl3
+LDLIBS	:= -lprotobuf-c -llz4 -lssl -lcrypto -lz -lnftables -lnet -lnl-route-3 -lnl-3
 
 B	:= build
 PROTOS	:= $(wildcard images/*.proto)

@@ -779,7 +779,7 @@ int crest_dump(const struct crest_opts *opts)
 		goto out;
 	t_frozen = now_ns(CLOCK_MONOTONIC);
 	/* the tree dies only once the page server has every image in place */
-	if (dump_tasks(&t) || write_pstree(&t) || write_inventory(&t) ||
+	if (netns_dump(&t) || dump_tasks(&t) || write_pstree(&t) || write_inventory(&t) ||
 	    (sink && ps_client_commit(sink)))
 		goto out;
 	if (opts->leave_running) {

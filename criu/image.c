@@ -21,6 +21,7 @@
 #include "pstree.pb-c.h"
 #include "shmem.pb-c.h"
 #include "ghost.pb-c.h"
+#include "netns.pb-c.h"
 #include "track.pb-c.h"
 
 #define WBUF_SIZE (256u << 10)
@@ -67,6 +68,7 @@ static const struct img_kind_info kinds[IMG_KIND_MAX] = {
 	[IMG_SHM_PAGES] = {"shmpages-%d.img", "shmpages", true, NULL},
 	[IMG_TRACK] = {"track.img", "track", false, &track_entry__descriptor},
 	[IMG_GHOST] = {"ghost-%d.img", "ghost", true, &ghost_entry__descriptor},
+	[IMG_NETNS] = {"netns.img", "netns", false, &netns_entry__descriptor},
 };
 
 static bool kind_valid(unsigned int kind)

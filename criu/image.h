@@ -35,6 +35,7 @@ enum img_kind {
 	IMG_SHM_PAGES,	 /* shmpages-ID.img */
 	IMG_TRACK,	 /* track.img: dirty tracking kept between pre-dump rounds */
 	IMG_GHOST,	 /* ghost-ID.img: a deleted file still open or mapped */
+	IMG_NETNS,	 /* netns.img: the tree's own network namespace */
 	IMG_KIND_MAX,
 };
 

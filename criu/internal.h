@@ -150,6 +150,11 @@ void pipes_restore_fini(struct restore_tree *t);
 size_t pipe_obj_size(void);
 size_t inet_sock_size(void);
 
+/* net.c: the tree's own network namespace */
+int netns_dump(struct dump_tree *t);
+int netns_restore_enter(struct restore_tree *t);
+void netns_restore_leave(struct restore_tree *t);
+
 /* Tree-wide restore state: what every task shares. */
 struct restore_tree {
 	const struct crest_opts *opts;
@@ -170,6 +175,8 @@ struct restore_tree {
 	struct vec ptys;	  /* tty.c's pty pairs */
 	struct vec inet_socks;	  /* sk-inet.c's sockets, made at the first one asked for */
 	bool inet_built;
+	bool own_netns;		  /* net.c: the tree has its own network namespace (netns.img) */
+	int host_netns;		  /* crest's own namespace while crest is in the tree's, or -1 */
 };
 
 struct vma_file {

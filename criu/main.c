@@ -56,6 +56,7 @@ enum {
 	OPT_STATS,
 	OPT_NETWORK_LOCK,
 	OPT_SKIP_IN_FLIGHT,
+	OPT_EXTERNAL,
 };
 
 /* A leading ':' makes getopt report a missing argument apart from an unknown option. */
@@ -103,6 +104,7 @@ static const struct option long_opts[] = {
 	{"stats", no_argument, NULL, OPT_STATS},
 	{"network-lock", required_argument, NULL, OPT_NETWORK_LOCK},
 	{"skip-in-flight", no_argument, NULL, OPT_SKIP_IN_FLIGHT},
+	{"external", required_argument, NULL, OPT_EXTERNAL},
 	{NULL, 0, NULL, 0},
 };
 
@@ -182,6 +184,9 @@ static const char usage_text[] =
 	"  --manage-cgroups[=MODE]  restore cgroup membership (not yet)\n"
 	"  --inherit-fd fd[N]:KEY   give the restored tasks crest's fd N for the file KEY\n"
 	"                           (a path without the leading '/', or pipe:[INODE])\n"
+	"  --external veth[IN]:OUT  the tree's own network namespace: its veth IN gets its\n"
+	"                           other end in crest's namespace named OUT (default: as\n"
+	"                           dumped)\n"
 	"\n"
 	"Without -d, restore waits for the restored root and exits with its exit status\n"
 	"(128+N when it was killed by signal N).  On failure crest prints one line on stderr\n"
@@ -197,7 +202,8 @@ struct cli {
 	bool version;
 	const char *irmap_paths[65]; /* NULL-terminated */
 	const char *inherit[257];
-	int nr_irmap, nr_inherit;
+	const char *external[65];
+	int nr_irmap, nr_inherit, nr_external;
 };
 
 static void cli_error(struct cli *cli, const char *fmt, const char *what)
@@ -349,6 +355,15 @@ static void parse_one(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_SKIP_IN_FLIGHT:
 		o->skip_in_flight = true;
+		break;
+	case OPT_EXTERNAL:
+		if (strncmp(arg, "veth[", 5) || !strstr(arg, "]:"))
+			cli_error(cli, "bad --external '%s' (veth[INSIDE]:OUTSIDE)", arg);
+		else if (cli->nr_external >= (int)(sizeof(cli->external) / sizeof(char *)) - 1)
+			cli_error(cli, "too many --external options (at '%s')", arg);
+		else
+			cli->external[cli->nr_external++] = arg;
+		o->externals = cli->external;
 		break;
 	case OPT_PAGE_SERVER:
 		o->page_server = true;

@@ -104,7 +104,7 @@ static int run_cmd(char *const argv[], bool quiet)
 }
 
 /* Run fn in the network namespace of pid (crest's own when it is the same). */
-static int in_netns_of(pid_t pid, int (*fn)(void *), void *arg)
+int run_in_netns_of(pid_t pid, int (*fn)(void *), void *arg)
 {
 	char path[64];
 	struct stat mine, theirs;
@@ -235,7 +235,7 @@ int netlock_connection(struct dump_tree *t, pid_t pid, const InetSkEntry *e)
 		return 0;
 	if (!t->netlock_made && !t->netlock_made6)
 		t->netlock_pid = pid;
-	return in_netns_of(pid, lock_one, &req);
+	return run_in_netns_of(pid, lock_one, &req);
 }
 
 struct unlock_req {
@@ -280,7 +280,7 @@ void netlock_dump_fini(struct dump_tree *t, bool keep)
 
 	if (keep || (!t->netlock_made && !t->netlock_made6))
 		return;
-	if (in_netns_of(t->netlock_pid, unlock_here, &u))
+	if (run_in_netns_of(t->netlock_pid, unlock_here, &u))
 		pr_warn("network lock: could not remove the lock of %d", t->opts->pid);
 	t->netlock_made = t->netlock_made6 = false;
 }

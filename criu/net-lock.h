@@ -19,6 +19,9 @@ enum netlock_kind {
 	NETLOCK_SKIP,
 };
 
+/* Run fn(arg) in the network namespace of pid (setns there and back; directly if crest's). */
+int run_in_netns_of(pid_t pid, int (*fn)(void *), void *arg);
+
 /* Parse a --network-lock name; -1 if unknown. */
 int netlock_parse(const char *name);
 const char *netlock_name(int kind);

@@ -728,8 +728,10 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	t.inet_socks = (struct vec){.elem = inet_sock_size()};
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	t.host_netns = -1;
 	t.dirfd = open_images_dir(opts->images_dir, false);
-	if (t.dirfd < 0 || prepare_tree(&t))
+	/* the tree's own network namespace first: every socket is made inside it */
+	if (t.dirfd < 0 || netns_restore_enter(&t) || prepare_tree(&t))
 		goto out;
 	root = *vec_at(&t.tasks, struct restore_ctx *, 0);
 	if (spawn_root(root))
@@ -757,6 +759,7 @@ out:
 	ghost_restore_fini(&t, ret == 0);
 	tty_restore_fini(&t);
 	inet_restore_fini(&t);
+	netns_restore_leave(&t);
 	tree_free(&t);
 	return ret;
 }

@@ -549,7 +549,8 @@ int inet_restore_finish(struct restore_tree *t)
 		streams |= vec_at(&t->inet_socks, struct inet_sock, i)->stream;
 	if (!streams)
 		return 0;
-	if (t->inv->net_lock) {
+	/* a tree with its own namespace: the lock went with the old one */
+	if (t->inv->net_lock && !t->own_netns) {
 		int kind = netlock_parse(t->inv->net_lock);
 
 		if (kind < 0 || netlock_release(kind, t->inv->root_pid))

@@ -64,6 +64,7 @@ struct crest_opts {
 	/* TCP: --tcp-established above */
 	const char *network_lock; /* --network-lock nftables|iptables|skip; NULL = nftables */
 	bool skip_in_flight;	  /* --skip-in-flight: drop connections not yet accepted */
+	const char *const *externals; /* --external veth[IN]:OUT ..., NULL-terminated */
 };
 
 /* The defaults: everything off, verbosity 2. */
