@@ -285,6 +285,18 @@ void netlock_dump_fini(struct dump_tree *t, bool keep)
 	t->netlock_made = t->netlock_made6 = false;
 }
 
+int netlock_restore_block(pid_t root_pid)
+{
+	char script[256];
+
+	snprintf(script, sizeof(script),
+		 "add table inet crest_%d\n"
+		 "add chain inet crest_%d input { type filter hook input priority -310; "
+		 "policy drop; }\n",
+		 root_pid, root_pid);
+	return nft_run(script);
+}
+
 int netlock_release(int kind, pid_t root_pid)
 {
 	struct unlock_req u = {kind, root_pid};

@@ -32,6 +32,13 @@ int netlock_connection(struct dump_tree *t, pid_t pid, const InetSkEntry *e);
 /* Dump: the tree runs on (failure, --leave-running): take the lock away at once. */
 void netlock_dump_fini(struct dump_tree *t, bool keep);
 
+/*
+ * Restore into a new namespace of the tree's own: drop every packet coming in until the
+ * sockets are back (a connection's packet meeting no socket would be answered with RST);
+ * netlock_release(NETLOCK_NFTABLES, root_pid) ends it.
+ */
+int netlock_restore_block(pid_t root_pid);
+
 /* Restore: remove the lock a dump of root_pid left (kind as recorded); 0 if there is none. */
 int netlock_release(int kind, pid_t root_pid);
 

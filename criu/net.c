@@ -819,6 +819,8 @@ int netns_restore_enter(struct restore_tree *t)
 	/* from here on crest's own namespace is only reachable through this fd */
 	t->host_netns = nr.host_ns;
 	t->own_netns = true;
+	if (t->inv->net_lock && netlock_restore_block(t->inv->root_pid))
+		goto out;
 	nr.sk = route_sock();
 	if (!nr.sk || restore_links(&nr))
 		goto out;

@@ -684,7 +684,8 @@ static void tree_free(struct restore_tree *t)
 /* Read and check every image, and open every file, before any task exists. */
 static int prepare_tree(struct restore_tree *t)
 {
-	if (check_inventory(t) || read_pstree(t))
+	/* the tree's own network namespace before anything: every socket is made inside it */
+	if (check_inventory(t) || netns_restore_enter(t) || read_pstree(t))
 		return -1;
 	for (size_t i = 0; i < t->tasks.len; i++)
 		if (read_task(*vec_at(&t->tasks, struct restore_ctx *, i)))
@@ -730,8 +731,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	t.host_netns = -1;
 	t.dirfd = open_images_dir(opts->images_dir, false);
-	/* the tree's own network namespace first: every socket is made inside it */
-	if (t.dirfd < 0 || netns_restore_enter(&t) || prepare_tree(&t))
+	if (t.dirfd < 0 || prepare_tree(&t))
 		goto out;
 	root = *vec_at(&t.tasks, struct restore_ctx *, 0);
 	if (spawn_root(root))

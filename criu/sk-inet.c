@@ -543,15 +543,12 @@ size_t inet_sock_size(void)
 
 int inet_restore_finish(struct restore_tree *t)
 {
-	bool streams = false;
-
-	for (size_t i = 0; i < t->inet_socks.len; i++)
-		streams |= vec_at(&t->inet_socks, struct inet_sock, i)->stream;
-	if (!streams)
-		return 0;
-	/* a tree with its own namespace: the lock went with the old one */
-	if (t->inv->net_lock && !t->own_netns) {
-		int kind = netlock_parse(t->inv->net_lock);
+	/*
+	 * The lock: in crest's namespace, the dump's; in a namespace of the tree's own, the one
+	 * net.c put up while the namespace was rebuilt (the dump's went with the old one).
+	 */
+	if (t->inv->net_lock) {
+		int kind = t->own_netns ? NETLOCK_NFTABLES : netlock_parse(t->inv->net_lock);
 
 		if (kind < 0 || netlock_release(kind, t->inv->root_pid))
 			return -1;
