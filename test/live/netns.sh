@@ -5,7 +5,8 @@
 #
 #   netns/veth   a server in a network namespace of its own (unshare -n), joined to a "host"
 #                namespace the test makes by a veth pair, with IPv4 and IPv6 addresses, a
-#                default route, a changed sysctl and an nftables table.  A client in the host
+#                default route, a changed sysctl and an nftables table, and a second veth
+#                pair with both ends inside (one end down).  A client in the host
 #                namespace streams to it; crest (run in the host namespace) dumps the server
 #                with its namespace and restores it: the namespace must come back the same
 #                (MAC, MTU, addresses, routes, sysctl, ruleset, the host end of the veth with
@@ -51,7 +52,9 @@ ns_crest() {
 ns_state() {
 	local pid=$1
 	nsenter -t "$pid" -n sh -c "
-		ip -o link show $NS_IN_IF | sed -n 's/.*\\(mtu [0-9]*\\).*\\(link\\/ether [0-9a-f:]*\\).*/\\1 \\2/p'
+		for i in $NS_IN_IF inA inB; do
+			ip -o link show \$i | sed -n 's/^[0-9]*: \\([^@:]*\\).*<\\([^>]*\\)>.*\\(mtu [0-9]*\\).*\\(link\\/ether [0-9a-f:]*\\).*/\\1 \\2 \\3 \\4/p'
+		done
 		ip -o addr show | awk '{ print \$2, \$3, \$4 }' | grep -v '^lo inet6 fe80'
 		ip route show; ip -6 route show | grep -v '^fe80\\|^multicast\\|^ff00'
 		cat /proc/sys/net/ipv4/tcp_keepalive_time /proc/sys/net/core/somaxconn
@@ -135,9 +138,19 @@ ns_client_verdict() {
 
 netns_veth_body() {
 	local before after resets0 resets1
-	ns_setup "" || return 1
+	# and a veth pair with both ends inside, one of them down
+	ns_setup "ip link add inA type veth peer name inB
+		ip addr add 10.196.0.1/24 dev inA
+		ip addr add 10.196.0.2/24 dev inB
+		ip link set inA up" || return 1
 	ns_start_client || return 1
 	before=$(ns_state "$PID")
+	if ! grep -q "^inB BROADCAST,MULTICAST mtu 1500 link/ether" <<<"$before" ||
+		! grep -q "^$NS_IN_IF .*UP.* mtu 1400 link/ether 02:00:00:c7:00:02" <<<"$before" ||
+		! grep -q "^host 10.198.0.1/24" <<<"$before"; then
+		REASON="the namespace's state cannot be read: $(head -n 3 <<<"$before" | tr '\n' ' ')"
+		return 1
+	fi
 	resets0=$(ip netns exec "$NS_HOST" awk '/^Tcp:/ { n++; if (n == 2) print $9 }' /proc/net/snmp)
 	sleep 0.3
 	ns_crest dump dump -t "$PID" -D "$TDIR/img" --tcp-established -o dump.log -v4
