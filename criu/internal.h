@@ -80,6 +80,7 @@ struct dump_tree {
 	bool netlock_made;	 /* the lock exists (iptables: for IPv4) */
 	bool netlock_made6;	 /* iptables: for IPv6 */
 	pid_t netlock_pid;	 /* a task in the network namespace of the lock */
+	uint64_t t_killed;	 /* CLOCK_MONOTONIC ns when the dumped tree was sent SIGKILL */
 };
 
 struct dump_ctx {

@@ -423,6 +423,15 @@ int netns_dump(struct dump_tree *t)
 	}
 	if (mine == theirs)
 		return 0; /* crest's own: the host's, not the tree's to take */
+	/*
+	 * Nor one the root merely lives in, as its parent does (crest run in another namespace
+	 * than the tree's, say): a namespace is the tree's when its root was put in it.
+	 */
+	struct proc_stat st;
+
+	if (!proc_parse_stat(root->pid, &st) && st.ppid > 0 && !netns_ino(st.ppid, &other) &&
+	    other == theirs)
+		return 0;
 	nd.ns = &ns;
 	nd.host = route_sock();
 	if (nd.host && !run_in_netns_of(root->pid, dump_inside, &nd))

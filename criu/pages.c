@@ -534,6 +534,82 @@ int pages_plan(struct dump_ctx *d, MmEntry *mm)
 	return ret;
 }
 
+/* Span of addresses whose page map one batch reads in one go (64 KiB of entries). */
+#define BATCH_SPAN_PAGES 8192
+
+static bool batchable(const struct page_step *s)
+{
+	return !s->flags && !s->src.cow && !s->src.unchanged && s->src.readable &&
+	       s->end - s->start <= READ_CHUNK;
+}
+
+/*
+ * Steps [0, n) gathered: small runs scattered over a VMA (an incremental dump's dirty pages)
+ * are copied with one page-map read and one process_vm_readv() for all of them, instead of
+ * two system calls each.  Only when every page is the task's alone (see read_pages());
+ * returns 1, having done nothing, when one is not.
+ */
+static int copy_batch(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
+		      const struct page_step *steps, size_t n)
+{
+	static uint64_t pm[BATCH_SPAN_PAGES];
+	static struct iovec remote[FILL_IOV_MAX];
+	unsigned long base = steps[0].start;
+	size_t span = (steps[n - 1].end - base) / PAGE_SIZE, total = 0;
+	struct iovec local;
+	ssize_t got;
+
+	if (pread(w->pagemap_fd, pm, span * 8, base / PAGE_SIZE * 8) != (ssize_t)(span * 8)) {
+		pr_perror("cannot read the page map of %d", d->pid);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t first = (steps[i].start - base) / PAGE_SIZE;
+		size_t len = steps[i].end - steps[i].start;
+
+		for (size_t p = first; p < first + len / PAGE_SIZE; p++)
+			if (!(pm[p] & PM_EXCLUSIVE))
+				return 1;
+		remote[i] = (struct iovec){(void *)steps[i].start, len};
+		total += len;
+	}
+	local = (struct iovec){buf, total};
+	got = process_vm_readv(d->pid, &local, 1, remote, n, 0);
+	if (got != (ssize_t)total) {
+		pr_perror("cannot read %zu runs of memory at %#lx of %d", n, base, d->pid);
+		return -1;
+	}
+	for (size_t i = 0, off = 0; i < n; i++) {
+		size_t len = steps[i].end - steps[i].start;
+
+		w->vma_start = steps[i].vma_start;
+		if (pm_emit_chunk(w, steps[i].start, buf + off, len / PAGE_SIZE,
+				  steps[i].src.elide_zero))
+			return -1;
+		off += len;
+	}
+	return 0;
+}
+
+/* How many steps from i on go into one batch (0: step i is not for batching). */
+static size_t batch_len(const struct vec *plan, size_t i)
+{
+	const struct page_step *first = vec_at(plan, struct page_step, i);
+	size_t n = 0, bytes = 0;
+
+	while (i + n < plan->len && n < FILL_IOV_MAX) {
+		const struct page_step *s = vec_at(plan, struct page_step, i + n);
+
+		if (!batchable(s) || bytes + (s->end - s->start) > READ_CHUNK ||
+		    (s->end - first->start) / PAGE_SIZE > BATCH_SPAN_PAGES ||
+		    (n && s->start < vec_at(plan, struct page_step, i + n - 1)->end))
+			break;
+		bytes += s->end - s->start;
+		n++;
+	}
+	return n;
+}
+
 /* Copy what the plan says and write the pagemap and pages images. */
 int pages_execute(struct dump_ctx *d, MmEntry *mm)
 {
@@ -573,7 +649,18 @@ int pages_execute(struct dump_ctx *d, MmEntry *mm)
 		goto out;
 	for (size_t i = 0; i < d->page_plan.len; i++) {
 		struct page_step *s = vec_at(&d->page_plan, struct page_step, i);
+		size_t n = batch_len(&d->page_plan, i);
 
+		if (n > 1) {
+			int r = copy_batch(d, &w, buf, s, n);
+
+			if (r < 0)
+				goto out;
+			if (!r) {
+				i += n - 1;
+				continue;
+			}
+		}
 		w.vma_start = s->vma_start;
 		s->src.mem_fd = mem_fd;
 		if (s->flags
