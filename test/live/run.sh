@@ -19,6 +19,8 @@
 # (each round holds exactly the pages written since the last), predump_writer (200 MB/s of
 # writes during the rounds), predump_uffd, predump_missing_parent, predump_stop_tracking,
 # predump_other_pid.  page_server/<variant>, compress/<prog>: see test/live/page_server.sh.
+# tcp/<variant>, udp/<variant>: TCP and UDP sockets, see test/live/tcp.sh.
+# netns/<variant>: a tree with its own network namespace, see test/live/netns.sh.
 #
 # Usage: run.sh [--plain] [--keep] [--list] [TEST|GROUP|PROGRAM|GLOB ...]
 # Prints "PASS name" or "FAIL name (reason)" per test and ends with "N passed, N failed";
@@ -43,6 +45,11 @@ HELPERS+=(dirtypages memwriter uffd) # and those of the pre-dump tests
 # The page server's tests: their program, names and bodies.
 # shellcheck source=test/live/page_server.sh
 source "$ROOT/test/live/page_server.sh"
+# The socket tests: their names and bodies.
+# shellcheck source=test/live/tcp.sh
+source "$ROOT/test/live/tcp.sh"
+# shellcheck source=test/live/netns.sh
+source "$ROOT/test/live/netns.sh"
 PREDUMP_LEAVE_RUNNING=(counter memory tree3)
 CORRUPTIONS=(inventory_version core_magic core_flip_tail core_flip_middle core_truncated
 	core_extended mm_missing pagemap_flip pages_truncated control)
@@ -190,6 +197,8 @@ kill_holders() {
 cleanup() {
 	local entry m
 	page_server_cleanup
+	tcp_cleanup
+	netns_cleanup
 	kill_holders
 	for entry in "${STARTED[@]}"; do
 		kill_ours "${entry%%:*}" "${entry#*:}"
@@ -225,6 +234,8 @@ else
 	ALL_TESTS+=(predump_dirtypages predump_writer predump_uffd predump_missing_parent
 		predump_stop_tracking predump_other_pid)
 	ALL_TESTS+=("${PAGE_SERVER_TESTS[@]}")
+	ALL_TESTS+=("${TCP_TESTS[@]}")
+	ALL_TESTS+=("${NETNS_TESTS[@]}")
 fi
 
 # A pattern selects a test by full name, group (before the slash), program (after it) or glob.
@@ -1492,6 +1503,8 @@ for t in "${TESTS[@]}"; do
 	predump_other_pid) prog=counter && predump_other_pid_body ;;
 	page_server/*) prog=migrate && page_server_body "${t#*/}" ;;
 	compress/*) compress_body "$prog" ;;
+	tcp/* | udp/*) prog=${TCP_PROG[$t]} && tcp_body "$t" ;;
+	netns/*) prog=netns_echo && netns_body "${t#*/}" ;;
 	*) restore_body "$prog" ;;
 	esac
 	rc=$?
