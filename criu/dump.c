@@ -675,6 +675,16 @@ static void log_stats(struct dump_tree *t, uint64_t t0, uint64_t t_seize, uint64
 		((t->t_killed ?: t_thawed) - t_frozen) / 1e6,
 		t->t_killed ? (t_thawed - t->t_killed) / 1e6 : 0.0,
 		(now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
+	if (t->opts->round_stats) {
+		*t->opts->round_stats = (struct crest_round_stats){
+			.pages_scanned = scanned,
+			.pages_written = written,
+			.bytes_written = bytes,
+			.frozen_ms = ((t->t_killed ?: t_thawed) - t_frozen) / 1e6,
+			.total_ms = (now_ns(CLOCK_MONOTONIC) - t0) / 1e6,
+			.frozen_at_ns = t_seize,
+		};
+	}
 	if (t->opts->stats) {
 		struct round_stats s = {scanned, written, zero, cow, parent, bytes, calls};
 
@@ -793,6 +803,13 @@ int crest_dump(const struct crest_opts *opts)
 	if (netns_dump(&t) || dump_tasks(&t) || write_pstree(&t) || write_inventory(&t) ||
 	    (sink && ps_client_commit(sink)))
 		goto out;
+	/* migrate: the tree must run elsewhere before it may die here */
+	if (opts->before_kill) {
+		if (opts->round_stats)
+			opts->round_stats->frozen_at_ns = t_seize;
+		if (opts->before_kill(opts->before_kill_arg))
+			goto out;
+	}
 	if (opts->leave_running) {
 		/* out of repair mode before the tasks can touch their sockets again */
 		tcp_dump_fini(&t, false);

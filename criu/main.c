@@ -57,6 +57,11 @@ enum {
 	OPT_NETWORK_LOCK,
 	OPT_SKIP_IN_FLIGHT,
 	OPT_EXTERNAL,
+	OPT_TO,
+	OPT_FS_SYNC,
+	OPT_MAX_ROUNDS,
+	OPT_DOWNTIME_TARGET,
+	OPT_MIGRATE,
 };
 
 /* A leading ':' makes getopt report a missing argument apart from an unknown option. */
@@ -105,6 +110,11 @@ static const struct option long_opts[] = {
 	{"network-lock", required_argument, NULL, OPT_NETWORK_LOCK},
 	{"skip-in-flight", no_argument, NULL, OPT_SKIP_IN_FLIGHT},
 	{"external", required_argument, NULL, OPT_EXTERNAL},
+	{"to", required_argument, NULL, OPT_TO},
+	{"fs-sync", required_argument, NULL, OPT_FS_SYNC},
+	{"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
+	{"downtime-target", required_argument, NULL, OPT_DOWNTIME_TARGET},
+	{"migrate", no_argument, NULL, OPT_MIGRATE},
 	{NULL, 0, NULL, 0},
 };
 
@@ -116,6 +126,8 @@ static const char usage_text[] =
 	"                                       only what changed since that round)\n"
 	"  crest restore -D DIR [options]       restore the tree saved in DIR\n"
 	"  crest page-server -D DIR --port P    receive dumps sent with --page-server into DIR\n"
+	"  crest migrate -t PID -D DIR --to HOST[:PORT]\n"
+	"                                       move the tree to a page-server --migrate there\n"
 	"  crest check                          report the kernel features crest relies on\n"
 	"  crest show FILE|DIR                  decode an image, or all images of a dump, to JSON\n"
 	"  crest help                           this text\n"
@@ -177,6 +189,14 @@ static const char usage_text[] =
 	"  Each dump round is stored as DIR/NAME, NAME being the last component of the client's\n"
 	"  -D; the server exits once a final dump is stored.\n"
 	"\n"
+	"Migration options (migrate; the agent: page-server --migrate [--root DIR]):\n"
+	"  --to HOST[:PORT]         the destination agent (port 7000 by default)\n"
+	"  --fs-sync MODE           rsync (default with --root: two passes to the agent's\n"
+	"                           --root), drbd:RESOURCE (switch roles) or shared (nothing)\n"
+	"  --max-rounds N           pre-copy rounds at most (default 8)\n"
+	"  --downtime-target MS     dump once the estimated downtime is this low (default 100)\n"
+	"  --migrate                page-server: be a migration agent (check, sync, restore)\n"
+	"\n"
 	"Restore options:\n"
 	"  -d, --restore-detached   return once the tree runs instead of waiting for its root\n"
 	"  --pidfile FILE           write the restored root's pid to FILE\n"
@@ -184,9 +204,10 @@ static const char usage_text[] =
 	"  --manage-cgroups[=MODE]  restore cgroup membership (not yet)\n"
 	"  --inherit-fd fd[N]:KEY   give the restored tasks crest's fd N for the file KEY\n"
 	"                           (a path without the leading '/', or pipe:[INODE])\n"
-	"  --external veth[IN]:OUT  the tree's own network namespace: its veth IN gets its\n"
-	"                           other end in crest's namespace named OUT (default: as\n"
-	"                           dumped)\n"
+	"  --external veth[IN]:OUT[@BR]\n"
+	"                           a tree with its own network namespace: the other end of\n"
+	"                           its veth IN, in crest's namespace, is named OUT (and made\n"
+	"                           a port of bridge BR); by default as it was at dump time\n"
 	"\n"
 	"Without -d, restore waits for the restored root and exits with its exit status\n"
 	"(128+N when it was killed by signal N).  On failure crest prints one line on stderr\n"
@@ -355,6 +376,27 @@ static void parse_one(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_SKIP_IN_FLIGHT:
 		o->skip_in_flight = true;
+		break;
+	case OPT_TO:
+		o->migrate_to = arg;
+		break;
+	case OPT_FS_SYNC:
+		o->fs_sync = arg;
+		break;
+	case OPT_MAX_ROUNDS:
+		if (parse_pos_int(arg, 1000, &n))
+			cli_error(cli, "bad --max-rounds '%s'", arg);
+		else
+			o->max_rounds = n;
+		break;
+	case OPT_DOWNTIME_TARGET:
+		if (parse_pos_int(arg, 3600000, &n))
+			cli_error(cli, "bad --downtime-target '%s' (milliseconds)", arg);
+		else
+			o->downtime_target_ms = n;
+		break;
+	case OPT_MIGRATE:
+		o->migrate = true;
 		break;
 	case OPT_EXTERNAL:
 		if (strncmp(arg, "veth[", 5) || !strstr(arg, "]:"))
@@ -690,6 +732,23 @@ static int do_page_server(struct cli *cli)
 	return 0;
 }
 
+static int do_migrate(struct cli *cli)
+{
+	struct crest_opts *o = &cli->opts;
+
+	if (!o->pid)
+		return fail("migrate", "-t PID is required");
+	if (!o->images_dir)
+		return fail("migrate", "-D DIR is required (the source's images)");
+	if (!o->migrate_to)
+		return fail("migrate", "--to HOST[:PORT] is required");
+	o->progress_fd = STDOUT_FILENO;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (crest_migrate(o))
+		return fail("migrate", crest_last_error());
+	return 0;
+}
+
 static int do_check(struct cli *cli)
 {
 	if (crest_check(stdout)) {
@@ -726,6 +785,7 @@ static const struct verb verbs[] = {
 	{"show", do_show},
 	{"help", NULL},
 	{"page-server", do_page_server},
+	{"migrate", do_migrate},
 };
 
 int main(int argc, char **argv)
@@ -764,7 +824,8 @@ int main(int argc, char **argv)
 	if (resolve_log(&cli))
 		return fail(v->name, cli.err);
 	/* dump and the page server create their images directory; the log may live in it */
-	if (cli.opts.images_dir && (strstr(v->name, "dump") || !strcmp(v->name, "page-server")))
+	if (cli.opts.images_dir && (strstr(v->name, "dump") || !strcmp(v->name, "page-server") ||
+				    !strcmp(v->name, "migrate")))
 		mkdir(cli.opts.images_dir, 0700);
 	if (log_init(cli.opts.log_file, cli.opts.verbosity))
 		return fail(v->name, crest_last_error());

@@ -252,7 +252,19 @@ static int unlock_here(void *arg)
 
 	if (u->kind == NETLOCK_NFTABLES) {
 		char script[64];
+		struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
+		bool there;
 
+		/* none here (a migrated tree: the lock is on the source) is nothing to do */
+		if (!nft)
+			return -1;
+		nft_ctx_buffer_output(nft);
+		nft_ctx_buffer_error(nft);
+		snprintf(script, sizeof(script), "list table inet crest_%d\n", u->root);
+		there = !nft_run_cmd_from_buffer(nft, script);
+		nft_ctx_free(nft);
+		if (!there)
+			return 0;
 		snprintf(script, sizeof(script), "delete table inet crest_%d\n", u->root);
 		return nft_run(script);
 	}

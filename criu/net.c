@@ -143,6 +143,14 @@ static int dump_outside_peer(struct netns_dump *nd, struct rtnl_link *l, NetLink
 		return -1;
 	}
 	e->peer_name = strdup(rtnl_link_get_name(peer));
+	if (rtnl_link_get_master(peer) > 0) {
+		struct rtnl_link *br = NULL;
+
+		if (!rtnl_link_get_kernel(nd->host, rtnl_link_get_master(peer), NULL, &br)) {
+			e->peer_master = strdup(rtnl_link_get_name(br));
+			rtnl_link_put(br);
+		}
+	}
 	e->peer_mtu = rtnl_link_get_mtu(peer);
 	e->peer_flags = rtnl_link_get_flags(peer);
 	e->has_peer_mtu = e->has_peer_flags = true;
@@ -486,19 +494,30 @@ static int new_ifindex(const struct netns_restore *nr, uint32_t old)
 	return 0;
 }
 
-/* The name the outside end of a veth gets: --external veth[INSIDE]:OUTSIDE, or its own. */
-static const char *outside_name(const struct netns_restore *nr, const NetLinkEntry *e)
+/*
+ * The name the outside end of a veth gets, and the bridge it joins: --external
+ * veth[INSIDE]:OUTSIDE[@BRIDGE], or as it was (its bridge of the same name, if it had one).
+ */
+static const char *outside_name(const struct netns_restore *nr, const NetLinkEntry *e,
+				const char **bridge)
 {
-	static char name[IFNAMSIZ];
+	static char name[IFNAMSIZ], br[IFNAMSIZ];
 	char prefix[IFNAMSIZ + 8];
 	size_t plen;
 
 	snprintf(prefix, sizeof(prefix), "veth[%s]:", e->name);
 	plen = strlen(prefix);
+	*bridge = e->peer_master;
 	for (const char *const *x = nr->opts->externals; x && *x; x++) {
 		if (!strncmp(*x, prefix, plen)) {
+			const char *at = strchr(*x + plen, '@');
+
 			snprintf(name, sizeof(name), "%.*s", (int)strcspn(*x + plen, "@"),
 				 *x + plen);
+			if (at) {
+				snprintf(br, sizeof(br), "%s", at + 1);
+				*bridge = br;
+			}
 			return name;
 		}
 	}
@@ -603,11 +622,39 @@ static int link_index(struct nl_sock *sk, const char *name)
 	return idx;
 }
 
+/* Make link name (crest's namespace) a port of bridge. */
+static int join_bridge(struct nl_sock *sk, const char *name, const char *bridge)
+{
+	struct rtnl_link *cur = NULL, *change = rtnl_link_alloc();
+	int br = link_index(sk, bridge), err = -NLE_NOMEM;
+
+	if (!br) {
+		pr_err("the bridge %s for %s does not exist here", bridge, name);
+		if (change)
+			rtnl_link_put(change);
+		return -1;
+	}
+	if (change && !(err = rtnl_link_get_kernel(sk, 0, name, &cur))) {
+		rtnl_link_set_master(change, br);
+		err = rtnl_link_change(sk, cur, change, 0);
+	}
+	if (change)
+		rtnl_link_put(change);
+	if (cur)
+		rtnl_link_put(cur);
+	if (err) {
+		pr_err("cannot make %s a port of %s: %s", name, bridge, nl_geterror(err));
+		return -1;
+	}
+	return 0;
+}
+
 /* A veth pair: both ends inside (peer_in) or the outside one in crest's namespace. */
 static int make_veth(struct netns_restore *nr, const NetLinkEntry *e, const NetLinkEntry *peer_in)
 {
 	struct rtnl_link *l = rtnl_link_veth_alloc(), *peer;
-	const char *outside = peer_in ? peer_in->name : outside_name(nr, e);
+	const char *bridge = NULL;
+	const char *outside = peer_in ? peer_in->name : outside_name(nr, e, &bridge);
 	int err;
 
 	if (!l || !outside) {
@@ -654,7 +701,8 @@ static int make_veth(struct netns_restore *nr, const NetLinkEntry *e, const NetL
 	/* the outside end as it was: up, with its addresses */
 	int idx = link_index(nr->host, outside);
 
-	if (!idx || set_up(nr->host, outside, e->peer_flags))
+	if (!idx || (bridge && join_bridge(nr->host, outside, bridge)) ||
+	    set_up(nr->host, outside, e->peer_flags))
 		return -1;
 	for (size_t i = 0; i < e->n_peer_addrs; i++)
 		if (add_addr(nr->host, e->peer_addrs[i], idx))

@@ -63,22 +63,6 @@ int open_images_dir(const char *dir, bool create);
 #define PS_VERSION 1
 #define PS_HELLO_FINAL 0x1 /* a dump, not a pre-dump: the last round */
 
-enum ps_type {
-	PS_HELLO = 1,
-	PS_OPEN,
-	PS_DATA,
-	PS_CLOSE,
-	PS_COMMIT,
-	PS_OK,
-	PS_ERR,
-};
-
-struct ps_frame {
-	uint32_t type;
-	uint32_t id;
-	uint64_t len;
-};
-
 struct ps_hello {
 	uint32_t magic;
 	uint32_t version;
@@ -86,7 +70,6 @@ struct ps_hello {
 	uint32_t reserved;
 };
 
-#define PS_MSG_MAX 4096		/* HELLO, OPEN, ERR */
 #define PS_DATA_MAX (64u << 20) /* one DATA frame */
 #define PS_OPEN_MAX 64		/* images open at once in one round */
 #define PS_BUF_SIZE (1u << 20)
@@ -143,8 +126,8 @@ static bool round_name_ok(const char *name)
 	return true;
 }
 
-static int send_frame(struct xport *x, uint32_t type, uint32_t id, const void *a, size_t alen,
-		      const void *b, size_t blen)
+int ps_send_frame(struct xport *x, uint32_t type, uint32_t id, const void *a, size_t alen,
+		  const void *b, size_t blen)
 {
 	struct ps_frame f = {.type = type, .id = id, .len = alen + blen};
 	struct iovec iov[3] = {{&f, sizeof(f)}, {(void *)a, alen}, {(void *)b, blen}};
@@ -166,7 +149,7 @@ static int send_frame(struct xport *x, uint32_t type, uint32_t id, const void *a
  * Read the server's reply: 1 OK, 0 ERR (reason in buf), -1 no reply (reason in buf too).  An
  * ERR is the server refusing what we sent; anything else is a broken connection.
  */
-static int recv_reply(struct xport *x, char *buf, size_t len)
+int ps_recv_reply(struct xport *x, char *buf, size_t len)
 {
 	struct ps_frame f;
 	int rc = xport_recv(x, &f, sizeof(f));
@@ -175,9 +158,11 @@ static int recv_reply(struct xport *x, char *buf, size_t len)
 		snprintf(buf, len, "%s", rc ? xport_error(x) : "the connection was closed");
 		return -1;
 	}
-	if (f.type == PS_OK && f.len == 0)
+	if (f.type == PS_OK && f.len == 0) {
+		buf[0] = 0;
 		return 1;
-	if (f.type != PS_ERR || f.len >= len || f.len > PS_MSG_MAX) {
+	}
+	if ((f.type != PS_ERR && f.type != PS_OK) || f.len >= len || f.len > PS_MSG_MAX) {
 		snprintf(buf, len, "unexpected reply (type %u, %llu bytes)", f.type,
 			 (unsigned long long)f.len);
 		return -1;
@@ -187,7 +172,7 @@ static int recv_reply(struct xport *x, char *buf, size_t len)
 		return -1;
 	}
 	buf[f.len] = 0;
-	return 0;
+	return f.type == PS_OK;
 }
 
 /* The connection failed while sending what: report the server's reason if it gave one. */
@@ -199,7 +184,7 @@ static void sink_failed(struct img_sink *s, const char *what)
 		return;
 	s->broken = true;
 	snprintf(reason, sizeof(reason), "%s", xport_error(s->x));
-	if (xport_readable(s->x, 0) && recv_reply(s->x, reason, sizeof(reason)) == 0) {
+	if (xport_readable(s->x, 0) && ps_recv_reply(s->x, reason, sizeof(reason)) == 0) {
 		pr_err("page server %s refused %s: %s", xport_peer(s->x), what, reason);
 		return;
 	}
@@ -213,7 +198,7 @@ static int sink_send(struct img_sink *s, uint32_t type, uint32_t id, const void 
 	if (s->broken)
 		return -1;
 	/* during a round the server only ever speaks to refuse it */
-	if (xport_readable(s->x, 0) || send_frame(s->x, type, id, a, alen, b, blen)) {
+	if (xport_readable(s->x, 0) || ps_send_frame(s->x, type, id, a, alen, b, blen)) {
 		sink_failed(s, what);
 		return -1;
 	}
@@ -291,12 +276,12 @@ struct img_sink *ps_client_open(const struct crest_opts *o, int dirfd, int prev_
 	rlen = strlen(s->round) + 1;
 	memcpy(names, s->round, rlen);
 	memcpy(names + rlen, parent, strlen(parent) + 1);
-	if (send_frame(s->x, PS_HELLO, 0, &hello, sizeof(hello), names,
-		       rlen + strlen(parent) + 1)) {
+	if (ps_send_frame(s->x, PS_HELLO, 0, &hello, sizeof(hello), names,
+			  rlen + strlen(parent) + 1)) {
 		pr_err("page server %s: %s", xport_peer(s->x), xport_error(s->x));
 		goto err;
 	}
-	rc = recv_reply(s->x, reason, sizeof(reason));
+	rc = ps_recv_reply(s->x, reason, sizeof(reason));
 	if (rc == 0) {
 		pr_err("page server %s refused round %s: %s", xport_peer(s->x), s->round, reason);
 		goto err;
@@ -326,7 +311,7 @@ int ps_client_commit(struct img_sink *s)
 	if (sink_send(s, PS_COMMIT, 0, NULL, 0, NULL, 0, "the end of the round"))
 		return -1;
 	xport_set_timeout(s->x, PS_REPLY_TIMEOUT);
-	rc = recv_reply(s->x, reason, sizeof(reason));
+	rc = ps_recv_reply(s->x, reason, sizeof(reason));
 	if (rc == 0) {
 		pr_err("page server %s refused round %s: %s", xport_peer(s->x), s->round, reason);
 		return -1;
@@ -395,7 +380,7 @@ static int refuse(struct ps_round *r, const char *fmt, ...)
 	va_end(ap);
 	pr_err("page server: round %s from %s refused: %s", r->name[0] ? r->name : "?",
 	       xport_peer(r->x), reason);
-	send_frame(r->x, PS_ERR, 0, reason, strlen(reason), NULL, 0);
+	ps_send_frame(r->x, PS_ERR, 0, reason, strlen(reason), NULL, 0);
 	return -1;
 }
 
@@ -413,7 +398,7 @@ static int lost(struct ps_round *r, const char *when, bool closed)
 }
 
 /* A round's directory holds files and the parent link only. */
-static int remove_round_dir(int rootfd, const char *name)
+int ps_remove_round(int rootfd, const char *name)
 {
 	int fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	DIR *dir;
@@ -457,7 +442,7 @@ static void remove_partials(int rootfd)
 		if (de->d_name[0] == '.' && n > 9 && !strcmp(de->d_name + n - 8, ".partial")) {
 			pr_info("page server: removing %s, left by an unfinished round",
 				de->d_name);
-			remove_round_dir(rootfd, de->d_name);
+			ps_remove_round(rootfd, de->d_name);
 		}
 	}
 	closedir(dir);
@@ -517,7 +502,7 @@ static int on_hello(struct ps_round *r, const struct ps_frame *f)
 	    (fstatat(r->rootfd, parent, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))
 		return refuse(r, "its parent round %s is not stored here", parent);
 	snprintf(r->partial, sizeof(r->partial), ".%s.partial", round);
-	remove_round_dir(r->rootfd, r->partial);
+	ps_remove_round(r->rootfd, r->partial);
 	if (mkdirat(r->rootfd, r->partial, 0700) ||
 	    (r->dirfd = openat(r->rootfd, r->partial, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		r->partial[0] = 0;
@@ -529,7 +514,7 @@ static int on_hello(struct ps_round *r, const struct ps_frame *f)
 		return refuse(r, "cannot link it to its parent: %s", strerror(errno));
 	pr_info("page server: receiving round %s from %s%s%s%s", round, xport_peer(r->x),
 		parent[0] ? ", parent " : "", parent, r->final ? " (final)" : "");
-	return send_frame(r->x, PS_OK, 0, NULL, 0, NULL, 0) ? lost(r, "at its start", false) : 0;
+	return ps_send_frame(r->x, PS_OK, 0, NULL, 0, NULL, 0) ? lost(r, "at its start", false) : 0;
 }
 
 static int on_open(struct ps_round *r, const struct ps_frame *f)
@@ -645,7 +630,7 @@ static int on_commit(struct ps_round *r)
 	pr_info("page server: stored round %s: %u images, %.1f MiB in %.3f s (%.0f MiB/s)", r->name,
 		r->nr_files, r->bytes / 1048576.0, secs,
 		secs > 0 ? r->bytes / 1048576.0 / secs : 0);
-	if (send_frame(r->x, PS_OK, 0, NULL, 0, NULL, 0))
+	if (ps_send_frame(r->x, PS_OK, 0, NULL, 0, NULL, 0))
 		pr_warn("page server: round %s stored, but its client did not hear so: %s", r->name,
 			xport_error(r->x));
 	return 0;
@@ -662,8 +647,11 @@ static void drain(struct ps_round *r)
 			break;
 }
 
-/* One client, one round: 1 when it was the final dump, committed; 0 next client; -1 refused. */
-static int serve_round(int rootfd, struct xport *x, char *buf)
+/*
+ * One client, one round: 1 when it was the final dump, committed; 0 next client; -1 refused;
+ * 2 a migration agent's work is over (migrate_serve()).
+ */
+static int serve_round(const struct crest_opts *o, int rootfd, struct xport *x, char *buf)
 {
 	struct ps_round r = {.x = x, .rootfd = rootfd, .dirfd = -1, .buf = buf};
 	struct ps_frame f;
@@ -678,6 +666,9 @@ static int serve_round(int rootfd, struct xport *x, char *buf)
 			       xport_error(x));
 		return 0;
 	}
+	/* a migration agent also takes requests, one a connection (migrate.c) */
+	if (o->migrate && f.type >= PS_CHECK)
+		return migrate_serve(o, rootfd, x, &f);
 	if (on_hello(&r, &f))
 		goto out;
 	/* the client may take its time: freezing a large tree comes before its first image */
@@ -717,7 +708,7 @@ out:
 	if (r.dirfd >= 0)
 		close(r.dirfd);
 	if (r.partial[0])
-		remove_round_dir(rootfd, r.partial);
+		ps_remove_round(rootfd, r.partial);
 	return ret;
 }
 
@@ -825,10 +816,14 @@ int crest_page_server(const struct crest_opts *o)
 			}
 			continue;
 		}
-		rc = serve_round(rootfd, x, buf);
+		rc = serve_round(o, rootfd, x, buf);
 		xport_close(x);
-		if (rc == 1) {
+		if (rc == 1 && !o->migrate) {
 			pr_info("page server: the final dump is stored; exiting");
+			break;
+		}
+		if (rc == 2) {
+			pr_info("page server: the migration is over; exiting");
 			break;
 		}
 	}
@@ -840,6 +835,8 @@ int crest_page_server(const struct crest_opts *o)
 	if (!ret)
 		error_reset();
 out:
+	if (!parent)
+		migrate_agent_fini();
 	xport_listener_close(l);
 	if (rootfd >= 0)
 		close(rootfd);

@@ -65,6 +65,29 @@ struct crest_opts {
 	const char *network_lock; /* --network-lock nftables|iptables|skip; NULL = nftables */
 	bool skip_in_flight;	  /* --skip-in-flight: drop connections not yet accepted */
 	const char *const *externals; /* --external veth[IN]:OUT ..., NULL-terminated */
+	/* crest migrate, and page-server --migrate */
+	const char *migrate_to;	   /* --to HOST[:PORT] */
+	const char *fs_sync;	   /* --fs-sync rsync|drbd:RESOURCE|shared; NULL: rsync with
+				      --root, else shared */
+	int max_rounds;		   /* --max-rounds of pre-copy; 0 = 8 */
+	int downtime_target_ms;	   /* --downtime-target; 0 = 100 */
+	bool migrate;		   /* page-server --migrate: also check, sync and restore */
+	int progress_fd;	   /* migrate: progress lines go here (the CLI: stdout); 0 = none */
+	/* dump and pre-dump fill it when set */
+	struct crest_round_stats *round_stats;
+	/*
+	 * dump: called once the images are complete, the tree still frozen; non-zero keeps the
+	 * tree alive (it runs on as after a failed dump, and the dump fails).  For migrate.
+	 */
+	int (*before_kill)(void *arg);
+	void *before_kill_arg;
+};
+
+/* What one dump or pre-dump round did. */
+struct crest_round_stats {
+	uint64_t pages_scanned, pages_written, bytes_written;
+	double frozen_ms, total_ms;
+	uint64_t frozen_at_ns; /* CLOCK_MONOTONIC when the tree was stopped */
 };
 
 /* The defaults: everything off, verbosity 2. */
@@ -99,6 +122,13 @@ int crest_check(FILE *out);
  * and the server returns from it in a child of its own when done.
  */
 int crest_page_server(const struct crest_opts *opts);
+
+/*
+ * Move the tree rooted at opts->pid to the crest page server (--migrate) at opts->migrate_to:
+ * pre-copy rounds while it runs, the final dump, files synced, restore there; the tree here
+ * dies only once it runs there, and runs on untouched if anything fails before that.
+ */
+int crest_migrate(const struct crest_opts *opts);
 
 /* Decode an image file, or every image in a directory, to JSON on out. */
 int crest_show(const char *path, FILE *out);
