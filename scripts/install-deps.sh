@@ -15,6 +15,7 @@ PKGS=(
 	libnftables-dev nftables iptables	# network lock
 	libcriterion-dev			# unit tests
 	rsync					# filesystem passes
+	drbd-utils kmod				# migrate --fs-sync drbd (tested in dry-run mode)
 	iproute2 procps util-linux		# ip netns, ps, setsid for tests and demo
 )
 
