@@ -151,6 +151,9 @@ void pipes_restore_fini(struct restore_tree *t);
 size_t pipe_obj_size(void);
 size_t inet_sock_size(void);
 
+/* lazy.c: --lazy-pages */
+int lazy_take(struct restore_ctx *r);
+
 /* net.c: the tree's own network namespace */
 int netns_dump(struct dump_tree *t);
 int netns_restore_enter(struct restore_tree *t);
@@ -177,6 +180,7 @@ struct restore_tree {
 	struct vec inet_socks;	  /* sk-inet.c's sockets, made at the first one asked for */
 	bool inet_built;
 	bool own_netns;		  /* net.c: the tree has its own network namespace (netns.img) */
+	struct vec lazy_pids;	  /* pid_t: lazy.c's servers, one per lazy task */
 	int host_netns;		  /* crest's own namespace while crest is in the tree's, or -1 */
 };
 
@@ -226,6 +230,8 @@ struct restore_ctx {
 	struct rsys rs;	    /* the leader's: remote syscalls and the scratch memory */
 	pid_t child;	    /* the task once it exists (== pid) */
 	bool exists;	    /* created: killed if the restore fails */
+	int uffd;	    /* lazy.c: the task's userfaultfd, 0 when not lazy */
+	struct vec lazy_segs; /* lazy.c: the pages it fills once the tree runs */
 };
 
 #define restore_thread_at(r, i) vec_at(&(r)->threads, struct restore_thread, i)

@@ -29,6 +29,11 @@ int log_init(const char *path, int verbosity)
 	return 0;
 }
 
+int log_fd(void)
+{
+	return log_file ? fileno(log_file) : STDERR_FILENO;
+}
+
 void log_fini(void)
 {
 	if (log_file)

@@ -10,6 +10,8 @@ enum log_level { LOG_ERR = 1, LOG_WARN = 2, LOG_INFO = 3, LOG_DEBUG = 4 };
 /* Open the log: path NULL logs to stderr.  verbosity is CRIU's -v level. */
 int log_init(const char *path, int verbosity);
 void log_fini(void);
+/* The fd the log is written to (a child that keeps logging must keep it). */
+int log_fd(void);
 void log_printf(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*

@@ -62,6 +62,7 @@ enum {
 	OPT_MAX_ROUNDS,
 	OPT_DOWNTIME_TARGET,
 	OPT_MIGRATE,
+	OPT_LAZY_PAGES,
 };
 
 /* A leading ':' makes getopt report a missing argument apart from an unknown option. */
@@ -115,6 +116,8 @@ static const struct option long_opts[] = {
 	{"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
 	{"downtime-target", required_argument, NULL, OPT_DOWNTIME_TARGET},
 	{"migrate", no_argument, NULL, OPT_MIGRATE},
+	{"lazy-pages", no_argument, NULL, OPT_LAZY_PAGES},
+	{"lazy", no_argument, NULL, OPT_LAZY_PAGES},
 	{NULL, 0, NULL, 0},
 };
 
@@ -196,11 +199,15 @@ static const char usage_text[] =
 	"  --max-rounds N           pre-copy rounds at most (default 8)\n"
 	"  --downtime-target MS     dump once the estimated downtime is this low (default 100)\n"
 	"  --migrate                page-server: be a migration agent (check, sync, restore)\n"
+	"  --lazy                   post-copy: the destination runs the tree before its memory\n"
+	"                           is filled, and fills it on demand and in the background\n"
 	"\n"
 	"Restore options:\n"
 	"  -d, --restore-detached   return once the tree runs instead of waiting for its root\n"
 	"  --pidfile FILE           write the restored root's pid to FILE\n"
 	"  --skip-file-size-check   restore files whose size changed since the dump\n"
+	"  --lazy-pages             run the tree at once; its private memory is filled on\n"
+	"                           demand (userfaultfd) and in the background afterwards\n"
 	"  --manage-cgroups[=MODE]  restore cgroup membership (not yet)\n"
 	"  --inherit-fd fd[N]:KEY   give the restored tasks crest's fd N for the file KEY\n"
 	"                           (a path without the leading '/', or pipe:[INODE])\n"
@@ -397,6 +404,9 @@ static void parse_one(struct cli *cli, int c, const char *arg)
 		break;
 	case OPT_MIGRATE:
 		o->migrate = true;
+		break;
+	case OPT_LAZY_PAGES:
+		o->lazy_pages = true;
 		break;
 	case OPT_EXTERNAL:
 		if (strncmp(arg, "veth[", 5) || !strstr(arg, "]:"))

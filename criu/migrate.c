@@ -306,7 +306,8 @@ static int finish_on_destination(void *arg)
 			 m->fs2_ms);
 	}
 	t = now_ns(CLOCK_MONOTONIC);
-	rc = request(m, PS_RESTORE, "final", 5, reply, sizeof(reply));
+	rc = request(m, PS_RESTORE, m->o->lazy_pages ? "final lazy" : "final",
+		     m->o->lazy_pages ? 10 : 5, reply, sizeof(reply));
 	if (rc != 1) {
 		pr_err("the destination could not restore the tree: %s", reply);
 		return -1;
@@ -630,12 +631,17 @@ void migrate_agent_fini(void)
 	}
 }
 
-static int serve_restore(const struct crest_opts *o, struct xport *x, const char *round)
+static int serve_restore(const struct crest_opts *o, struct xport *x, char *round)
 {
 	struct crest_opts ro = *o;
-	char dir[PATH_MAX + PS_MSG_MAX + 2];
+	char dir[PATH_MAX + PS_MSG_MAX + 2], *lazy = strchr(round, ' ');
 	pid_t pid;
 
+	/* "NAME" or "NAME lazy" */
+	if (lazy) {
+		*lazy++ = 0;
+		ro.lazy_pages = !strcmp(lazy, "lazy");
+	}
 	if (!*round || strchr(round, '/') || round[0] == '.')
 		return reply(x, false, "bad round name");
 	snprintf(dir, sizeof(dir), "%s/%s", o->images_dir, round);

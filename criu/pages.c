@@ -1220,6 +1220,8 @@ int pages_restore(struct restore_ctx *r)
 		pr_err("scratch memory too small");
 		return -1;
 	}
+	if (lazy_take(r))
+		return -1;
 	for (size_t i = 0; i < r->segs.len; i++) {
 		const struct page_seg *s = vec_at(&r->segs, struct page_seg, i);
 

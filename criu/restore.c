@@ -533,6 +533,7 @@ static int finish_group_helpers(struct restore_tree *t)
 		}
 	}
 	vec_free(&t->group_helpers);
+	vec_free(&t->lazy_pids);
 	return 0;
 }
 
@@ -630,6 +631,8 @@ static void kill_tree(struct restore_tree *t)
 	}
 	for (size_t i = 0; i < t->group_helpers.len; i++)
 		kill(*vec_at(&t->group_helpers, pid_t, i), SIGKILL);
+	for (size_t i = 0; i < t->lazy_pids.len; i++)
+		kill(*vec_at(&t->lazy_pids, pid_t, i), SIGKILL);
 	/* crest is a subreaper while restoring: the orphans come back to it to be reaped */
 	while (waitpid(-1, &status, __WALL) > 0 || errno == EINTR)
 		;
@@ -646,6 +649,9 @@ static void tree_free(struct restore_tree *t)
 		vec_free(&r->fds);
 		vec_free(&r->threads);
 		vec_free(&r->segs);
+		vec_free(&r->lazy_segs);
+		if (r->uffd > 0)
+			close(r->uffd);
 		for (size_t j = 0; j < r->nr_pagemap; j++)
 			pagemap_entry__free_unpacked(r->pagemap[j], NULL);
 		free(r->pagemap);
@@ -727,6 +733,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	}
 	t.pipes = (struct vec){.elem = pipe_obj_size()};
 	t.inet_socks = (struct vec){.elem = inet_sock_size()};
+	t.lazy_pids = (struct vec){.elem = sizeof(pid_t)};
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	t.host_netns = -1;

@@ -72,6 +72,8 @@ struct crest_opts {
 	int max_rounds;		   /* --max-rounds of pre-copy; 0 = 8 */
 	int downtime_target_ms;	   /* --downtime-target; 0 = 100 */
 	bool migrate;		   /* page-server --migrate: also check, sync and restore */
+	bool lazy_pages;	   /* restore --lazy-pages, migrate --lazy: memory filled after
+				      the tree runs (userfaultfd) */
 	int progress_fd;	   /* migrate: progress lines go here (the CLI: stdout); 0 = none */
 	/* dump and pre-dump fill it when set */
 	struct crest_round_stats *round_stats;

@@ -21,6 +21,7 @@
 # predump_other_pid.  page_server/<variant>, compress/<prog>: see test/live/page_server.sh.
 # tcp/<variant>, udp/<variant>: TCP and UDP sockets, see test/live/tcp.sh.
 # netns/<variant>: a tree with its own network namespace, see test/live/netns.sh.
+# lazy/<prog>: the restore test with --lazy-pages (memory filled after the tree runs).
 #
 # Usage: run.sh [--plain] [--keep] [--list] [TEST|GROUP|PROGRAM|GLOB ...]
 # Prints "PASS name" or "FAIL name (reason)" per test and ends with "N passed, N failed";
@@ -41,7 +42,7 @@ PROGRAMS=(counter nanosleep poll futex memory fpu signals itimer posix_timer fil
 HELPERS=(unsupported ghost_big inherit_fd) # programs only the negative tests use
 # Extra dump options of a program, in its restore and leave_running tests.
 declare -A DUMP_ARGS=([ghost_remap]=--link-remap [locks]=--file-locks)
-HELPERS+=(dirtypages memwriter uffd) # and those of the pre-dump tests
+HELPERS+=(dirtypages memwriter uffd lazyops) # and those of the pre-dump and lazy tests
 # The page server's tests: their program, names and bodies.
 # shellcheck source=test/live/page_server.sh
 source "$ROOT/test/live/page_server.sh"
@@ -51,6 +52,9 @@ source "$ROOT/test/live/tcp.sh"
 # shellcheck source=test/live/netns.sh
 source "$ROOT/test/live/netns.sh"
 PREDUMP_LEAVE_RUNNING=(counter memory tree3)
+# Restored with --lazy-pages (lazy/<prog>): memory-heavy, threaded, forking, signal-heavy ones.
+LAZY_PROGRAMS=(memory memwriter counter brk threads200 forker tree3 prefork futex_threads signals
+	rseq shared_anon fpu zombies lazyops)
 CORRUPTIONS=(inventory_version core_magic core_flip_tail core_flip_middle core_truncated
 	core_extended mm_missing pagemap_flip pages_truncated control)
 
@@ -236,6 +240,7 @@ else
 	ALL_TESTS+=("${PAGE_SERVER_TESTS[@]}")
 	ALL_TESTS+=("${TCP_TESTS[@]}")
 	ALL_TESTS+=("${NETNS_TESTS[@]}")
+	for p in "${LAZY_PROGRAMS[@]}"; do ALL_TESTS+=("lazy/$p"); done
 fi
 
 # A pattern selects a test by full name, group (before the slash), program (after it) or glob.
@@ -496,7 +501,9 @@ restore_body() {
 		REASON="process $PID still exists $((GONE_MS / 1000)) s after the dump (state $(proc_state "$PID"))"
 		return 1
 	fi
-	run_crest restore restore -D "$TDIR/img" -d -o restore.log -v4 --pidfile "$TDIR/pidfile"
+	# shellcheck disable=SC2086
+	run_crest restore restore -D "$TDIR/img" -d -o restore.log -v4 --pidfile "$TDIR/pidfile" \
+		${RESTORE_ARGS:-}
 	if [ "$RC" != 0 ]; then
 		REASON="restore exited $RC: $(first_err restore)"
 		return 1
@@ -518,6 +525,24 @@ restore_body() {
 	sleep "$RUN_AFTER"
 	verdict "$PID" || return 1
 	exited "$PID"
+}
+
+# lazy_body PROG: the restore test of PROG with --lazy-pages: the tree runs before its memory
+# is filled, which a server fills on demand and in the background; the program checks its
+# state as always.  Programs with private memory of their own must really have gone lazy.
+lazy_body() {
+	local prog=$1 rc
+	RESTORE_ARGS=--lazy-pages restore_body "$prog"
+	rc=$?
+	[ "$rc" = 0 ] || return 1
+	case $prog in
+	memory | memwriter | counter | brk | threads200 | lazyops)
+		if ! grep -q "lazy pages server" "$TDIR/img/restore.log"; then
+			REASON="no lazy pages server was started"
+			return 1
+		fi
+		;;
+	esac
 }
 
 exited() {
@@ -1505,6 +1530,7 @@ for t in "${TESTS[@]}"; do
 	compress/*) compress_body "$prog" ;;
 	tcp/* | udp/*) prog=${TCP_PROG[$t]} && tcp_body "$t" ;;
 	netns/*) prog=netns_echo && netns_body "${t#*/}" ;;
+	lazy/*) lazy_body "$prog" ;;
 	*) restore_body "$prog" ;;
 	esac
 	rc=$?
