@@ -159,7 +159,8 @@ for i in $(seq "$ITER"); do
 	all_gone || die "run $i: processes of the tree are still there after the dump"
 	size=$(du -sb --exclude='*.log' "$imgs" | awk '{ print $1 }')
 
-	r=$(timed "$CREST" restore -D "$imgs" -d -o restore.log -v2) || die "run $i: restore failed"
+	r=$(timed "$CREST" restore -D "$imgs" -d -o restore.log -v3) || die "run $i: restore failed"
+	grep -h "restored [0-9]* tasks" "$imgs/restore.log" | sed "s/^[^I]*Info: /    /"
 	check_tree || die "run $i: the restored tree is not complete"
 	stop_tree
 
