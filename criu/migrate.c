@@ -30,6 +30,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
@@ -68,6 +69,10 @@ struct migration {
 	const char *drbd; /* --fs-sync drbd:RESOURCE */
 	int rounds;	  /* pre-copy rounds done */
 	uint64_t bytes;	  /* pages sent in all rounds */
+	time_t pass1_started; /* wall clock: files changed since get a checksum pass */
+	int done_rounds;      /* pre-copy rounds completed (tracking lives in the last) */
+	char id[32];	      /* names this migration's rounds: ID-1, ..., ID-final */
+	uint64_t mem_bytes;   /* the first round's copy: what a restore fills */
 	double rate;	  /* the best copy rate of a round so far, bytes per ms */
 	uint64_t t0;
 	struct crest_round_stats final; /* the final dump's numbers */
@@ -202,8 +207,12 @@ static const char *fact(const char *facts, const char *key, char *out, size_t si
 	return out;
 }
 
-/* Run argv, its output in DIR/name.out; 0 when it exits 0.  On failure, its first line. */
-static int run_logged(int dirfd, const char *name, char *const argv[], char *why, size_t wlen)
+/*
+ * Run argv, its output in DIR/name.out; 0 when it exits 0 (or also_ok, when not 0).  On
+ * failure, its first line.
+ */
+static int run_logged(int dirfd, const char *name, char *const argv[], int also_ok, char *why,
+		      size_t wlen)
 {
 	posix_spawn_file_actions_t fa;
 	char path[64];
@@ -230,7 +239,8 @@ static int run_logged(int dirfd, const char *name, char *const argv[], char *why
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			break;
-	if (WIFEXITED(status) && !WEXITSTATUS(status)) {
+	if (WIFEXITED(status) &&
+	    (!WEXITSTATUS(status) || (also_ok && WEXITSTATUS(status) == also_ok))) {
 		close(out);
 		return 0;
 	}
@@ -257,22 +267,76 @@ static int drbdadm(int dirfd, const char *action, const char *res, char *why, si
 	argv[n++] = (char *)action;
 	argv[n++] = (char *)res;
 	argv[n] = NULL;
-	return run_logged(dirfd, action, argv, why, wlen);
+	return run_logged(dirfd, action, argv, 0, why, wlen);
+}
+
+/* nftw() has no argument for its callback: the pass being listed. */
+static FILE *recent_list;
+static time_t recent_since;
+static size_t recent_root_len;
+
+static int note_recent(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	if (type == FTW_F && st->st_mtime >= recent_since && path[recent_root_len])
+		fprintf(recent_list, "%s\n", path + recent_root_len + 1);
+	return 0;
+}
+
+/*
+ * rsync's quick check (size and mtime) misses a file rewritten with the same size within the
+ * timestamp granularity of the pass 1 copy; pass 2 runs with the tree frozen and must miss
+ * nothing, so files modified since pass 1 began are compared by content (--checksum).  The
+ * migration test's same-size rewrites showed it every time.  1: none to check.
+ */
+static int list_recent(struct migration *m, char *path, size_t size)
+{
+	int fd;
+
+	snprintf(path, size, "%s/pass2-recent.txt", m->o->images_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	recent_list = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!recent_list) {
+		if (fd >= 0)
+			close(fd);
+		pr_perror("cannot write %s", path);
+		return -1;
+	}
+	recent_since = m->pass1_started - 2;
+	recent_root_len = strlen(m->o->root);
+	nftw(m->o->root, note_recent, 64, FTW_PHYS | FTW_MOUNT);
+	long len = ftell(recent_list);
+
+	fclose(recent_list);
+	return len > 0 ? 0 : 1;
 }
 
 static int rsync_pass(struct migration *m, int pass, double *ms)
 {
-	char src[PATH_MAX], dst[512], why[512];
+	char src[PATH_MAX], dst[512], why[512], from[PATH_MAX + 64], list[PATH_MAX + 32];
 	char *argv[] = {"rsync", "-aH", "--delete", "--numeric-ids", src, dst, NULL};
+	char *again[] = {"rsync", "-aH", "--numeric-ids", "--checksum", from, src, dst, NULL};
 	uint64_t t = now_ns(CLOCK_MONOTONIC);
 	char name[16];
+	int rc;
 
 	snprintf(src, sizeof(src), "%s/", m->o->root);
 	snprintf(dst, sizeof(dst), "rsync://%s:%d/" RSYNC_MODULE "/", m->host, m->rsync_port);
 	snprintf(name, sizeof(name), "rsync-%d", pass);
-	if (run_logged(m->dirfd, name, argv, why, sizeof(why))) {
+	if (pass == 1)
+		m->pass1_started = time(NULL);
+	/* files vanishing while the tree runs (exit 24) are normal in pass 1 */
+	if (run_logged(m->dirfd, name, argv, pass == 1 ? 24 : 0, why, sizeof(why))) {
 		pr_err("file system pass %d: %s", pass, why);
 		return -1;
+	}
+	if (pass == 2) {
+		rc = list_recent(m, list, sizeof(list));
+		snprintf(from, sizeof(from), "--files-from=%s", list);
+		if (rc < 0 || (!rc && run_logged(m->dirfd, "rsync-2-checksum", again, 0, why,
+						  sizeof(why)))) {
+			pr_err("file system pass 2: %s", rc < 0 ? "cannot list recent files" : why);
+			return -1;
+		}
 	}
 	*ms = ms_since(t);
 	progress(m, "file system pass %d: %s synced in %.0f ms", pass, m->o->root, *ms);
@@ -306,8 +370,8 @@ static int finish_on_destination(void *arg)
 			 m->fs2_ms);
 	}
 	t = now_ns(CLOCK_MONOTONIC);
-	rc = request(m, PS_RESTORE, m->o->lazy_pages ? "final lazy" : "final",
-		     m->o->lazy_pages ? 10 : 5, reply, sizeof(reply));
+	snprintf(why, sizeof(why), "%s-final%s", m->id, m->o->lazy_pages ? " lazy" : "");
+	rc = request(m, PS_RESTORE, why, strlen(why), reply, sizeof(reply));
 	if (rc != 1) {
 		pr_err("the destination could not restore the tree: %s", reply);
 		return -1;
@@ -329,8 +393,14 @@ static bool converged(struct migration *m, const struct crest_round_stats *s, ui
 	/* small rounds are all overhead: the link's rate shows in the big ones */
 	if (rate > m->rate)
 		m->rate = rate;
-	/* the final dump: freeze as this round's, its dirty pages (as many again) sent */
-	est = s->frozen_ms + (m->rate > 0 ? s->bytes_written / m->rate : 0);
+	if (m->rounds == 1)
+		m->mem_bytes = s->bytes_written;
+	/*
+	 * The final dump: freeze as this round's, its dirty pages (as many again) sent, and the
+	 * restore there: filling the whole memory (about 1 ms a MiB), unless it is lazy.
+	 */
+	est = s->frozen_ms + (m->rate > 0 ? s->bytes_written / m->rate : 0) +
+	      (m->o->lazy_pages ? 20 : m->mem_bytes / 1048576.0);
 	int target = m->o->downtime_target_ms ?: DEFAULT_DOWNTIME_MS;
 	int max = m->o->max_rounds ?: DEFAULT_ROUNDS;
 
@@ -422,11 +492,11 @@ static int precopy(struct migration *m)
 	for (;;) {
 		struct crest_opts ro = *m->o;
 		struct crest_round_stats s = {0};
-		char dir[PATH_MAX], prev[32];
+		char dir[PATH_MAX], prev[64];
 
 		m->rounds++;
-		snprintf(dir, sizeof(dir), "%s/%d", m->o->images_dir, m->rounds);
-		snprintf(prev, sizeof(prev), "../%d", m->rounds - 1);
+		snprintf(dir, sizeof(dir), "%s/%s-%d", m->o->images_dir, m->id, m->rounds);
+		snprintf(prev, sizeof(prev), "../%s-%d", m->id, m->rounds - 1);
 		ro.images_dir = dir;
 		ro.prev_images_dir = m->rounds > 1 ? prev : NULL;
 		ro.page_server = true;
@@ -436,6 +506,7 @@ static int precopy(struct migration *m)
 		ro.round_stats = &s;
 		if (crest_pre_dump(&ro))
 			return -1;
+		m->done_rounds = m->rounds;
 		m->bytes += s.bytes_written;
 		if (converged(m, &s, prev_pages))
 			return 0;
@@ -448,10 +519,9 @@ static void abort_destination(struct migration *m)
 	char names[PS_MSG_MAX], reply[PS_MSG_MAX + 1];
 	size_t len = 0;
 
-	for (int i = 1; i <= m->rounds && len + 16 < sizeof(names); i++)
-		len += snprintf(names + len, sizeof(names) - len, "%d", i) + 1;
-	memcpy(names + len, "final", 6);
-	len += 6;
+	for (int i = 1; i <= m->rounds && len + 64 < sizeof(names); i++)
+		len += snprintf(names + len, sizeof(names) - len, "%s-%d", m->id, i) + 1;
+	len += snprintf(names + len, sizeof(names) - len, "%s-final", m->id) + 1;
 	if (request(m, PS_ABORT, names, len, reply, sizeof(reply)) != 1)
 		pr_warn("the destination did not confirm the abort: %s", reply);
 }
@@ -460,9 +530,11 @@ int crest_migrate(const struct crest_opts *o)
 {
 	struct migration m = {.o = o, .dirfd = -1, .t0 = now_ns(CLOCK_MONOTONIC)};
 	struct crest_opts fo = *o;
-	char dir[PATH_MAX], prev[32], saved[1024];
+	char dir[PATH_MAX], prev[64], saved[1024];
 
 	error_reset();
+	/* rounds are named after the migration: a retry never meets an earlier one's */
+	snprintf(m.id, sizeof(m.id), "m%llx", (unsigned long long)(now_ns(CLOCK_REALTIME) / 1000));
 	if (o->pid <= 0 || !o->images_dir) {
 		pr_err("migrate needs -t PID and -D DIR (where the source keeps its images)");
 		return -1;
@@ -471,8 +543,8 @@ int crest_migrate(const struct crest_opts *o)
 	    prepare(&m) || precopy(&m))
 		goto fail;
 	/* step 4: the final dump; 5 and 6 happen in its callback, 7 is its kill */
-	snprintf(dir, sizeof(dir), "%s/final", o->images_dir);
-	snprintf(prev, sizeof(prev), "../%d", m.rounds);
+	snprintf(dir, sizeof(dir), "%s/%s-final", o->images_dir, m.id);
+	snprintf(prev, sizeof(prev), "../%s-%d", m.id, m.rounds);
 	fo.images_dir = dir;
 	fo.prev_images_dir = prev;
 	fo.page_server = true;
@@ -507,9 +579,12 @@ fail:
 	if (m.rounds) {
 		struct crest_opts so = *o;
 
-		snprintf(dir, sizeof(dir), "%s/%d", o->images_dir, m.rounds);
-		so.images_dir = dir;
-		crest_stop_tracking(&so);
+		/* the tracking lives on in the last round that completed */
+		if (m.done_rounds) {
+			snprintf(dir, sizeof(dir), "%s/%s-%d", o->images_dir, m.id, m.done_rounds);
+			so.images_dir = dir;
+			crest_stop_tracking(&so);
+		}
 		abort_destination(&m);
 	}
 	error_reset();
@@ -523,6 +598,7 @@ fail:
 /* ---- the agent: page-server --migrate ---- */
 
 static pid_t rsyncd_pid;
+static char rsyncd_conf[64]; /* read again at every connection: removed at the end */
 static pid_t restored_pid;
 
 static int reply(struct xport *x, bool ok, const char *fmt, ...)
@@ -570,7 +646,7 @@ static int serve_check(struct xport *x, const char *facts)
 
 static int start_rsyncd(const struct crest_opts *o, int port)
 {
-	char conf[] = "/tmp/crest-rsyncd-XXXXXX", caddr[300], cport[32], cconf[64];
+	char conf[] = "/tmp/crest-rsyncd-XXXXXX", caddr[300], cport[32], cconf[96];
 	char *argv[] = {"rsync", "--daemon", "--no-detach", cport, cconf, NULL, NULL};
 	FILE *f;
 	int fd = mkstemp(conf);
@@ -591,9 +667,11 @@ static int start_rsyncd(const struct crest_opts *o, int port)
 		snprintf(caddr, sizeof(caddr), "--address=%s", o->address);
 		argv[5] = caddr;
 	}
+	snprintf(rsyncd_conf, sizeof(rsyncd_conf), "%s", conf);
 	if (posix_spawnp(&rsyncd_pid, "rsync", NULL, NULL, argv, environ)) {
 		rsyncd_pid = 0;
 		unlink(conf);
+		rsyncd_conf[0] = 0;
 		return -1;
 	}
 	/* the daemon reads its configuration at start; it listens within moments */
@@ -616,7 +694,6 @@ static int start_rsyncd(const struct crest_opts *o, int port)
 		}
 		usleep(20000);
 	}
-	unlink(conf);
 	return 0;
 }
 
@@ -629,6 +706,9 @@ void migrate_agent_fini(void)
 		waitpid(rsyncd_pid, &status, 0);
 		rsyncd_pid = 0;
 	}
+	if (rsyncd_conf[0])
+		unlink(rsyncd_conf);
+	rsyncd_conf[0] = 0;
 }
 
 static int serve_restore(const struct crest_opts *o, struct xport *x, char *round)

@@ -138,15 +138,23 @@ void xport_set_timeout(struct xport *x, int seconds)
 }
 
 /* Small control messages must not wait for Nagle; keepalive notices a peer that vanished. */
+/*
+ * A peer that went silent (its host or the link is down) is given up within about 5 s,
+ * whether we are sending (unacknowledged data: TCP_USER_TIMEOUT) or waiting (keepalive):
+ * a final dump keeps its tree frozen while it waits, and an agent must drop a half round
+ * its source can no longer finish (found by the link_down_final migration test, which
+ * otherwise froze the tree for the 60 s reply timeout).
+ */
 static void tune(int fd)
 {
-	int one = 1, idle = 30, intvl = 10, cnt = 6;
+	int one = 1, idle = 2, intvl = 1, cnt = 3, user_timeout_ms = 5000;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
 }
 
 static void addr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)

@@ -8,7 +8,9 @@
 # the page-cache write.  Then test/bench/tree.sh: a tree of 100 processes x 4 threads, and
 # test/bench/predump.sh: pre-dump rounds of 1 GiB rewritten at 50 MB/s, then the final dump,
 # and test/bench/pageserver.sh: page server throughput against a plain TCP stream, and lz4,
-# and test/bench/tcp.sh: the pause a TCP peer sees across a dump and restore of its server.
+# and test/bench/tcp.sh: the pause a TCP peer sees across a dump and restore of its server,
+# and test/bench/migrate.sh: live migration of 1 GiB rewritten at 50 MB/s between two emulated
+# hosts, against stop-and-copy of the same workload.
 # Exits non-zero when a dump or restore fails; with BENCH_STRICT=1 also when a target is missed.
 # BENCH_DIR picks the directory for images (default /tmp).
 
@@ -184,6 +186,12 @@ echo
 bash test/bench/tcp.sh
 tcp_rc=$?
 [ "$tree_rc" = 0 ] && tree_rc=$tcp_rc
+
+# Live migration against stop-and-copy between two emulated hosts: its own script.
+echo
+bash test/bench/migrate.sh
+migrate_rc=$?
+[ "$tree_rc" = 0 ] && tree_rc=$migrate_rc
 
 if [ "${BENCH_STRICT:-0}" = 1 ] && [ "$dump_ok$restore_ok" != metmet ]; then
 	exit 1

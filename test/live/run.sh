@@ -22,6 +22,7 @@
 # tcp/<variant>, udp/<variant>: TCP and UDP sockets, see test/live/tcp.sh.
 # netns/<variant>: a tree with its own network namespace, see test/live/netns.sh.
 # lazy/<prog>: the restore test with --lazy-pages (memory filled after the tree runs).
+# migrate/<variant>: live migration between two emulated hosts, see test/live/migrate.sh.
 #
 # Usage: run.sh [--plain] [--keep] [--list] [TEST|GROUP|PROGRAM|GLOB ...]
 # Prints "PASS name" or "FAIL name (reason)" per test and ends with "N passed, N failed";
@@ -51,6 +52,8 @@ source "$ROOT/test/live/page_server.sh"
 source "$ROOT/test/live/tcp.sh"
 # shellcheck source=test/live/netns.sh
 source "$ROOT/test/live/netns.sh"
+# shellcheck source=test/live/migrate.sh
+source "$ROOT/test/live/migrate.sh"
 PREDUMP_LEAVE_RUNNING=(counter memory tree3)
 # Restored with --lazy-pages (lazy/<prog>): memory-heavy, threaded, forking, signal-heavy ones.
 LAZY_PROGRAMS=(memory memwriter counter brk threads200 forker tree3 prefork futex_threads signals
@@ -203,6 +206,7 @@ cleanup() {
 	page_server_cleanup
 	tcp_cleanup
 	netns_cleanup
+	migrate_cleanup
 	kill_holders
 	for entry in "${STARTED[@]}"; do
 		kill_ours "${entry%%:*}" "${entry#*:}"
@@ -241,6 +245,7 @@ else
 	ALL_TESTS+=("${TCP_TESTS[@]}")
 	ALL_TESTS+=("${NETNS_TESTS[@]}")
 	for p in "${LAZY_PROGRAMS[@]}"; do ALL_TESTS+=("lazy/$p"); done
+	ALL_TESTS+=("${MIG_TESTS[@]}")
 fi
 
 # A pattern selects a test by full name, group (before the slash), program (after it) or glob.
@@ -1531,6 +1536,7 @@ for t in "${TESTS[@]}"; do
 	tcp/* | udp/*) prog=${TCP_PROG[$t]} && tcp_body "$t" ;;
 	netns/*) prog=netns_echo && netns_body "${t#*/}" ;;
 	lazy/*) lazy_body "$prog" ;;
+	migrate/*) prog=mig_dirty && migrate_body "${t#*/}" ;;
 	*) restore_body "$prog" ;;
 	esac
 	rc=$?
