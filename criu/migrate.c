@@ -620,7 +620,8 @@ static int reply(struct xport *x, bool ok, const char *fmt, ...)
 
 static int serve_check(struct xport *x, const char *facts)
 {
-	char mine[PS_MSG_MAX], a[256], b[256];
+	static char mine[PS_MSG_MAX], tids[PS_MSG_MAX];
+	char a[256], b[256];
 
 	host_facts(mine, sizeof(mine), 0);
 	if (strcmp(fact(facts, "arch", a, sizeof(a)), fact(mine, "arch", b, sizeof(b))))
@@ -630,8 +631,8 @@ static int serve_check(struct xport *x, const char *facts)
 			     "this kernel's vdso differs from the source's (kernel %s "
 			     "here): a restore would be refused",
 			     fact(mine, "release", b, sizeof(b)));
-	fact(facts, "tids", a, sizeof(a));
-	for (char *p = a, *end; *p; p = *end ? end + 1 : end) {
+	fact(facts, "tids", tids, sizeof(tids));
+	for (char *p = tids, *end; *p; p = *end ? end + 1 : end) {
 		long tid = strtol(p, &end, 10);
 		char path[64];
 

@@ -40,7 +40,7 @@ struct ps_frame {
 	uint64_t len;
 };
 
-#define PS_MSG_MAX 4096 /* HELLO, OPEN, ERR, requests and replies */
+#define PS_MSG_MAX 65536 /* HELLO, OPEN, ERR, requests and replies (a CHECK lists TIDs) */
 
 int ps_send_frame(struct xport *x, uint32_t type, uint32_t id, const void *a, size_t alen,
 		  const void *b, size_t blen);
