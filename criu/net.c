@@ -486,6 +486,16 @@ static struct nl_addr *bin_addr(int family, const ProtobufCBinaryData *b, int pr
 	return a;
 }
 
+/* Set an address attribute of a libnl object from image bytes (the setter takes a ref). */
+#define SET_NL_ADDR(obj, setter, family, bytes, prefixlen)               \
+	do {                                                             \
+		struct nl_addr *a_ = bin_addr(family, bytes, prefixlen); \
+		if (a_) {                                                \
+			setter(obj, a_);                                 \
+			nl_addr_put(a_);                                 \
+		}                                                        \
+	} while (0)
+
 static int new_ifindex(const struct netns_restore *nr, uint32_t old)
 {
 	for (size_t i = 0; i < nr->ns->n_links; i++)
@@ -553,22 +563,10 @@ static int add_addr(struct nl_sock *sk, const NetAddrEntry *a, int ifindex)
 		/* usable at once: the address was in use already, no duplicate detection */
 		rtnl_addr_set_flags(ra, (a->flags & ~IFA_F_TENTATIVE) |
 						(a->family == AF_INET6 ? IFA_F_NODAD : 0));
-		if (a->has_peer) {
-			struct nl_addr *peer = bin_addr(a->family, &a->peer, a->prefixlen);
-
-			if (peer) {
-				rtnl_addr_set_peer(ra, peer);
-				nl_addr_put(peer);
-			}
-		}
-		if (a->has_broadcast) {
-			struct nl_addr *brd = bin_addr(a->family, &a->broadcast, -1);
-
-			if (brd) {
-				rtnl_addr_set_broadcast(ra, brd);
-				nl_addr_put(brd);
-			}
-		}
+		if (a->has_peer)
+			SET_NL_ADDR(ra, rtnl_addr_set_peer, a->family, &a->peer, a->prefixlen);
+		if (a->has_broadcast)
+			SET_NL_ADDR(ra, rtnl_addr_set_broadcast, a->family, &a->broadcast, -1);
 		if (a->label)
 			rtnl_addr_set_label(ra, a->label);
 		err = rtnl_addr_add(sk, ra, 0);
@@ -771,24 +769,13 @@ static int restore_routes(struct netns_restore *nr)
 			rtnl_route_set_scope(r, e->scope);
 			rtnl_route_set_type(r, e->type);
 			rtnl_route_set_priority(r, e->priority);
-			if (e->has_prefsrc) {
-				struct nl_addr *src = bin_addr(e->family, &e->prefsrc, -1);
-
-				if (src) {
-					rtnl_route_set_pref_src(r, src);
-					nl_addr_put(src);
-				}
-			}
+			if (e->has_prefsrc)
+				SET_NL_ADDR(r, rtnl_route_set_pref_src, e->family, &e->prefsrc, -1);
 			if (e->has_oif)
 				rtnl_route_nh_set_ifindex(nh, new_ifindex(nr, e->oif));
-			if (e->has_gateway) {
-				struct nl_addr *gw = bin_addr(e->family, &e->gateway, -1);
-
-				if (gw) {
-					rtnl_route_nh_set_gateway(nh, gw);
-					nl_addr_put(gw);
-				}
-			}
+			if (e->has_gateway)
+				SET_NL_ADDR(nh, rtnl_route_nh_set_gateway, e->family, &e->gateway,
+					    -1);
 			rtnl_route_add_nexthop(r, nh);
 			nh = NULL; /* the route owns it */
 			err = rtnl_route_add(nr->sk, r, NLM_F_CREATE);
