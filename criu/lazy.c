@@ -98,19 +98,9 @@ static int task_uffd(struct restore_ctx *r)
 		.features = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
 			    UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP,
 	};
-	long tfd = rsys1(&r->rs, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	int pidfd, fd = -1;
+	int fd = rsys_take_fd(&r->rs, r->pid,
+			      rsys1(&r->rs, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
 
-	if (tfd < 0) {
-		pr_err("task %d: userfaultfd: %s", r->pid, strerror((int)-tfd));
-		return -1;
-	}
-	pidfd = syscall(SYS_pidfd_open, r->pid, 0);
-	if (pidfd >= 0) {
-		fd = syscall(SYS_pidfd_getfd, pidfd, (int)tfd, 0);
-		close(pidfd);
-	}
-	rsys1(&r->rs, SYS_close, tfd);
 	if (fd < 0 || ioctl(fd, UFFDIO_API, &api)) {
 		pr_perror("task %d: cannot set up its userfaultfd", r->pid);
 		if (fd >= 0)
@@ -318,15 +308,14 @@ static void on_fault(struct lazy_client *c, uint64_t addr, char *buf)
 	}
 }
 
-static struct lazy_client *add_client(struct vec *clients, int uffd, pid_t pid,
-				      const struct page_seg *segs, size_t n)
+static struct lazy_client *add_client(struct vec *clients, int uffd, const struct page_seg *segs,
+				      size_t n)
 {
 	struct lazy_client *c = vec_push(clients);
 
 	if (!c)
 		return NULL;
 	*c = (struct lazy_client){.uffd = uffd,
-				  .pid = pid,
 				  .segs = segs,
 				  .nsegs = n,
 				  .removed = VEC_INIT(struct range),
@@ -351,8 +340,7 @@ static void drain_events(struct vec *clients, size_t i, char *buf)
 			const struct page_seg *segs = c->segs;
 			size_t n = c->nsegs;
 			struct vec removed = c->removed, remaps = c->remaps;
-			struct lazy_client *child =
-				add_client(clients, msg.arg.fork.ufd, 0, segs, n);
+			struct lazy_client *child = add_client(clients, msg.arg.fork.ufd, segs, n);
 
 			/* the child has the parent's view of moved and dropped pages */
 			if (child) {
@@ -420,7 +408,7 @@ static void __attribute__((noreturn)) serve(struct restore_ctx *r)
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
 
 	prctl(PR_SET_NAME, "crest-lazy", 0, 0, 0);
-	if (!buf || !add_client(&clients, r->uffd, r->pid, r->lazy_segs.data, r->lazy_segs.len))
+	if (!buf || !add_client(&clients, r->uffd, r->lazy_segs.data, r->lazy_segs.len))
 		_exit(1);
 	for (;;) {
 		struct pollfd pfd[clients.len + 1];

@@ -65,15 +65,15 @@ struct migration {
 	int dirfd; /* the local -D: command output (rsync-1.out, ...) goes there */
 	char host[256];
 	int port;
-	int rsync_port;	  /* the agent's rsync daemon, 0: none */
-	const char *drbd; /* --fs-sync drbd:RESOURCE */
-	int rounds;	  /* pre-copy rounds done */
-	uint64_t bytes;	  /* pages sent in all rounds */
+	int rsync_port;	      /* the agent's rsync daemon, 0: none */
+	const char *drbd;     /* --fs-sync drbd:RESOURCE */
+	int rounds;	      /* pre-copy rounds done */
+	uint64_t bytes;	      /* pages sent in all rounds */
 	time_t pass1_started; /* wall clock: files changed since get a checksum pass */
 	int done_rounds;      /* pre-copy rounds completed (tracking lives in the last) */
 	char id[32];	      /* names this migration's rounds: ID-1, ..., ID-final */
 	uint64_t mem_bytes;   /* the first round's copy: what a restore fills */
-	double rate;	  /* the best copy rate of a round so far, bytes per ms */
+	double rate;	      /* the best copy rate of a round so far, bytes per ms */
 	uint64_t t0;
 	struct crest_round_stats final; /* the final dump's numbers */
 	double fs1_ms, fs2_ms, restore_ms, downtime_ms;
@@ -214,10 +214,8 @@ static const char *fact(const char *facts, const char *key, char *out, size_t si
 static int run_logged(int dirfd, const char *name, char *const argv[], int also_ok, char *why,
 		      size_t wlen)
 {
-	posix_spawn_file_actions_t fa;
-	char path[64];
-	int out, status, err;
-	pid_t pid;
+	char path[64], *text;
+	int out, rc;
 
 	snprintf(path, sizeof(path), "%s.out", name);
 	out = openat(dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -225,31 +223,18 @@ static int run_logged(int dirfd, const char *name, char *const argv[], int also_
 		snprintf(why, wlen, "cannot create %s: %s", path, strerror(errno));
 		return -1;
 	}
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, out, 1);
-	posix_spawn_file_actions_adddup2(&fa, out, 2);
-	err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (err) {
-		close(out);
-		snprintf(why, wlen, "cannot run %s: %s", argv[0], strerror(err));
+	rc = run_wait(argv, out);
+	close(out);
+	if (!rc || (also_ok && rc == also_ok))
+		return 0;
+	if (rc < 0) {
+		snprintf(why, wlen, "cannot run %s: %s", argv[0], strerror(errno));
 		return -1;
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			break;
-	if (WIFEXITED(status) &&
-	    (!WEXITSTATUS(status) || (also_ok && WEXITSTATUS(status) == also_ok))) {
-		close(out);
-		return 0;
-	}
-	char *text = read_file_at(dirfd, path, NULL);
-
+	text = read_file_at(dirfd, path, NULL);
 	snprintf(why, wlen, "%s failed: %.*s", argv[0], text ? (int)strcspn(text, "\n") : 0,
 		 text ? text : "");
 	free(text);
-	close(out);
 	return -1;
 }
 
@@ -332,8 +317,8 @@ static int rsync_pass(struct migration *m, int pass, double *ms)
 	if (pass == 2) {
 		rc = list_recent(m, list, sizeof(list));
 		snprintf(from, sizeof(from), "--files-from=%s", list);
-		if (rc < 0 || (!rc && run_logged(m->dirfd, "rsync-2-checksum", again, 0, why,
-						  sizeof(why)))) {
+		if (rc < 0 ||
+		    (!rc && run_logged(m->dirfd, "rsync-2-checksum", again, 0, why, sizeof(why)))) {
 			pr_err("file system pass 2: %s", rc < 0 ? "cannot list recent files" : why);
 			return -1;
 		}

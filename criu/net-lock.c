@@ -20,21 +20,17 @@
 #include <fcntl.h>
 #include <nftables/libnftables.h>
 #include <sched.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
 #include "log.h"
 #include "net-lock.h"
-
-extern char **environ;
 
 static const char *const kind_names[] = {"nftables", "iptables", "skip"};
 
@@ -73,34 +69,18 @@ static int nft_run(const char *script)
 	return ret ? -1 : 0;
 }
 
-/* One command (iptables, ip6tables), its output kept out of ours. */
+/* One command (iptables, ip6tables); its output is not ours to show.  quiet: no message. */
 static int run_cmd(char *const argv[], bool quiet)
 {
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int status, err;
+	int rc = run_wait(argv, -1);
 
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	if (quiet)
-		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (err) {
-		errno = err;
-		if (!quiet)
+	if (rc && !quiet) {
+		if (rc < 0)
 			pr_perror("network lock: cannot run %s", argv[0]);
-		return -1;
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		if (!quiet)
+		else
 			pr_err("network lock: %s %s %s failed", argv[0], argv[1], argv[2]);
-		return -1;
 	}
-	return 0;
+	return rc ? -1 : 0;
 }
 
 /* Run fn in the network namespace of pid (crest's own when it is the same). */

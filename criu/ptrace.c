@@ -406,3 +406,20 @@ int rsys_scratch_unmap(struct rsys *rs)
 	}
 	return 0;
 }
+
+int rsys_take_fd(struct rsys *rs, pid_t pid, long tfd)
+{
+	int pidfd, fd = -1;
+
+	if (tfd < 0) {
+		errno = (int)-tfd;
+		return -1;
+	}
+	pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd >= 0) {
+		fd = syscall(SYS_pidfd_getfd, pidfd, (int)tfd, 0);
+		close(pidfd);
+	}
+	rsys1(rs, SYS_close, tfd);
+	return fd;
+}

@@ -68,6 +68,12 @@ int rsys_scratch_unmap(struct rsys *rs);
 /* Copy to / from the task's memory (any readable/writable mapping). */
 int rsys_poke(struct rsys *rs, unsigned long addr, const void *buf, size_t len);
 int rsys_peek(struct rsys *rs, unsigned long addr, void *buf, size_t len);
+/*
+ * Move fd tfd of the task pid (the result of a remote syscall: negative is its error) into
+ * crest: crest gets its own copy (pidfd_getfd) and the task's is closed, so the task never
+ * keeps one of ours.  -1 on failure, tfd closed in the task all the same.
+ */
+int rsys_take_fd(struct rsys *rs, pid_t pid, long tfd);
 
 /* Run a syscall that blocks (clock_nanosleep), interrupt it once it sleeps, and return its
  * result: used to leave a kernel restart_block behind. */

@@ -111,12 +111,30 @@ static int put_addr(const struct sockaddr_storage *ss, ProtobufCBinaryData *addr
 	return 0;
 }
 
+/* SO_RCVTIMEO / SO_SNDTIMEO in microseconds; true when one is set. */
+static bool get_timeo(int fd, int opt, uint64_t *us)
+{
+	struct timeval tv;
+	socklen_t sl = sizeof(tv);
+
+	if (getsockopt(fd, SOL_SOCKET, opt, &tv, &sl) || (!tv.tv_sec && !tv.tv_usec))
+		return false;
+	*us = tv.tv_sec * 1000000ull + tv.tv_usec;
+	return true;
+}
+
+static int set_timeo(int fd, int opt, uint64_t us)
+{
+	struct timeval tv = {us / 1000000, us % 1000000};
+
+	return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
 /* Options worth keeping; each only when it differs from what a new socket has. */
 static int dump_opts(int fd, const InetSkEntry *e, InetSkOpts *o)
 {
 	bool tcp = e->protocol == IPPROTO_TCP, v6 = e->family == AF_INET6;
 	struct linger lg;
-	struct timeval tv;
 	socklen_t sl;
 	char name[IFNAMSIZ + 16];
 	int v;
@@ -174,16 +192,8 @@ static int dump_opts(int fd, const InetSkEntry *e, InetSkOpts *o)
 		o->linger_secs = lg.l_linger;
 		o->has_linger_secs = true;
 	}
-	sl = sizeof(tv);
-	if (!getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &sl) && (tv.tv_sec || tv.tv_usec)) {
-		o->rcvtimeo_us = tv.tv_sec * 1000000ull + tv.tv_usec;
-		o->has_rcvtimeo_us = true;
-	}
-	sl = sizeof(tv);
-	if (!getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &sl) && (tv.tv_sec || tv.tv_usec)) {
-		o->sndtimeo_us = tv.tv_sec * 1000000ull + tv.tv_usec;
-		o->has_sndtimeo_us = true;
-	}
+	o->has_rcvtimeo_us = get_timeo(fd, SO_RCVTIMEO, &o->rcvtimeo_us);
+	o->has_sndtimeo_us = get_timeo(fd, SO_SNDTIMEO, &o->sndtimeo_us);
 	sl = sizeof(name) - 1;
 	if (!getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, &sl) && sl > 0) {
 		name[sl] = '\0';
@@ -389,15 +399,9 @@ static int restore_opts(int fd, const InetSkEntry *e, const InetSkOpts *o)
 		if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)))
 			err = -1;
 	}
-	if (o->has_rcvtimeo_us || o->has_sndtimeo_us) {
-		struct timeval r = {o->rcvtimeo_us / 1000000, o->rcvtimeo_us % 1000000};
-		struct timeval s = {o->sndtimeo_us / 1000000, o->sndtimeo_us % 1000000};
-
-		if ((o->has_rcvtimeo_us &&
-		     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &r, sizeof(r))) ||
-		    (o->has_sndtimeo_us && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &s, sizeof(s))))
-			err = -1;
-	}
+	if ((o->has_rcvtimeo_us && set_timeo(fd, SO_RCVTIMEO, o->rcvtimeo_us)) ||
+	    (o->has_sndtimeo_us && set_timeo(fd, SO_SNDTIMEO, o->sndtimeo_us)))
+		err = -1;
 	if (o->bindtodevice &&
 	    setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, o->bindtodevice, strlen(o->bindtodevice))) {
 		pr_perror("cannot bind a socket to device %s", o->bindtodevice);

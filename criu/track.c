@@ -57,19 +57,10 @@ static int uffd_from_task(struct dump_ctx *d)
 	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURES};
 	/* user-mode-only: an unprivileged task may make one; async WP never asks it anyway */
 	long tfd = rsys1(&d->rs, SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	int fd = -1;
+	int fd = rsys_take_fd(&d->rs, d->pid, tfd);
 
-	if (tfd < 0) {
-		pr_err("cannot create a userfaultfd in %d: %s", d->pid, strerror((int)-tfd));
-		return -1;
-	}
-	if (d->pidfd < 0)
-		d->pidfd = syscall(SYS_pidfd_open, d->pid, 0);
-	if (d->pidfd >= 0)
-		fd = syscall(SYS_pidfd_getfd, d->pidfd, tfd, 0);
-	rsys1(&d->rs, SYS_close, tfd); /* the task must not keep one of ours */
 	if (fd < 0) {
-		pr_perror("cannot take the userfaultfd of %d", d->pid);
+		pr_perror("cannot %s the userfaultfd of %d", tfd < 0 ? "create" : "take", d->pid);
 		return -1;
 	}
 	if (ioctl(fd, UFFDIO_API, &api)) {

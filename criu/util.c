@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <sys/auxv.h>
@@ -181,4 +183,33 @@ int vdso_digest(unsigned char out[32], size_t *vdso_len)
 	}
 	free(maps);
 	return ret;
+}
+
+extern char **environ;
+
+int run_wait(char *const argv[], int out_fd)
+{
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int status, err;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (out_fd >= 0) {
+		posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+		posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+	} else {
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+		posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	}
+	err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -26,6 +26,13 @@ int readlink_at(int dirfd, const char *path, char *buf, size_t len);
 /* Find "Key:" at the start of a line in a /proc status-like text; returns the value start. */
 const char *proc_field(const char *text, const char *key);
 
+/*
+ * Run argv (searched in PATH) with stdin /dev/null and stdout and stderr into out_fd (-1:
+ * /dev/null), and wait: its exit status, 128 + N when killed by signal N, -1 (errno set)
+ * when it could not be started.
+ */
+int run_wait(char *const argv[], int out_fd);
+
 int write_all(int fd, const void *buf, size_t len);
 int read_all(int fd, void *buf, size_t len);
 
