@@ -548,6 +548,8 @@ static int dump_precheck(const struct crest_opts *opts)
 static void tree_free(struct dump_tree *t)
 {
 	vec_free(&t->tcp_repaired);
+	if (t->netns)
+		netns_entry__free_unpacked(t->netns, NULL);
 	for (size_t i = 0; i < t->tasks.len; i++) {
 		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
 
@@ -737,8 +739,8 @@ static void tree_init(struct dump_tree *t, const struct crest_opts *opts)
 		.shmem_keys = VEC_INIT(struct shmem_key),
 		.pipes = VEC_INIT(uint64_t),
 		.tcp_repaired = VEC_INIT(struct tcp_repaired),
-		.netlock_kind = opts->network_lock ? netlock_parse(opts->network_lock)
-						   : NETLOCK_NFTABLES,
+		.netlock_kind =
+			opts->network_lock ? netlock_parse(opts->network_lock) : NETLOCK_NFTABLES,
 	};
 }
 
@@ -793,6 +795,8 @@ int crest_dump(const struct crest_opts *opts)
 	error_reset();
 	tree_init(&t, opts);
 	if (dump_begin(&t, &sink, true))
+		goto out;
+	if (netns_dump_prepare(&t))
 		goto out;
 	frozen = true;
 	t_seize = now_ns(CLOCK_MONOTONIC);

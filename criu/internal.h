@@ -20,6 +20,7 @@
 #include "fdinfo.pb-c.h"
 #include "inventory.pb-c.h"
 #include "mm.pb-c.h"
+#include "netns.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
 #include "shmem.pb-c.h"
@@ -81,6 +82,8 @@ struct dump_tree {
 	bool netlock_made6;	 /* iptables: for IPv6 */
 	pid_t netlock_pid;	 /* a task in the network namespace of the lock */
 	uint64_t t_killed;	 /* CLOCK_MONOTONIC ns when the dumped tree was sent SIGKILL */
+	NetnsEntry *netns;	 /* net.c: the tree's own network namespace, read before the freeze */
+	ino_t netns_ino;	 /* and its inode */
 };
 
 struct dump_ctx {
@@ -155,6 +158,7 @@ size_t inet_sock_size(void);
 int lazy_take(struct restore_ctx *r);
 
 /* net.c: the tree's own network namespace */
+int netns_dump_prepare(struct dump_tree *t);
 int netns_dump(struct dump_tree *t);
 int netns_restore_enter(struct restore_tree *t);
 void netns_restore_leave(struct restore_tree *t);
