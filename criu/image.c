@@ -21,6 +21,9 @@
 #include "pstree.pb-c.h"
 #include "shmem.pb-c.h"
 #include "ghost.pb-c.h"
+#include "ipc.pb-c.h"
+#include "cgroup.pb-c.h"
+#include "ns.pb-c.h"
 #include "netns.pb-c.h"
 #include "track.pb-c.h"
 
@@ -69,6 +72,11 @@ static const struct img_kind_info kinds[IMG_KIND_MAX] = {
 	[IMG_TRACK] = {"track.img", "track", false, &track_entry__descriptor},
 	[IMG_GHOST] = {"ghost-%d.img", "ghost", true, &ghost_entry__descriptor},
 	[IMG_NETNS] = {"netns.img", "netns", false, &netns_entry__descriptor},
+	[IMG_NS] = {"ns.img", "ns", false, &ns_entry__descriptor},
+	[IMG_TMPFS] = {"tmpfs-%d.img", "tmpfs", true, NULL},
+	[IMG_IPC] = {"ipc.img", "ipc", false, &ipc_entry__descriptor},
+	[IMG_IPC_SHM] = {"ipcshm-%d.img", "ipcshm", true, NULL},
+	[IMG_CGROUP] = {"cgroup.img", "cgroup", false, &cgroup_entry__descriptor},
 };
 
 static bool kind_valid(unsigned int kind)

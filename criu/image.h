@@ -36,6 +36,11 @@ enum img_kind {
 	IMG_TRACK,	 /* track.img: dirty tracking kept between pre-dump rounds */
 	IMG_GHOST,	 /* ghost-ID.img: a deleted file still open or mapped */
 	IMG_NETNS,	 /* netns.img: the tree's own network namespace */
+	IMG_NS,		 /* ns.img: pid/uts/mount namespaces of a container (mnt.c, ns.c) */
+	IMG_TMPFS,	 /* tmpfs-ID.img: a tmpfs mount's files, a tar archive (raw) */
+	IMG_IPC,	 /* ipc.img: SysV and POSIX IPC objects of the tree's ipc namespace */
+	IMG_IPC_SHM,	 /* ipcshm-ID.img: a SysV shared memory segment's bytes (raw) */
+	IMG_CGROUP,	 /* cgroup.img: the tree's cgroups and their limits */
 	IMG_KIND_MAX,
 };
 
@@ -60,10 +65,11 @@ struct img_header {
 
 struct cr_img;
 
-/* Raw page data, with a page-sized header and no checksum. */
+/* Raw data (pages, archives), with a page-sized header and no checksum. */
 static inline bool img_kind_is_pages(unsigned int kind)
 {
-	return kind == IMG_PAGES || kind == IMG_SHM_PAGES;
+	return kind == IMG_PAGES || kind == IMG_SHM_PAGES || kind == IMG_TMPFS ||
+	       kind == IMG_IPC_SHM;
 }
 
 /* Runs of pages: a pagemap_head, then pagemap_entry messages. */
