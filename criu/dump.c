@@ -804,8 +804,8 @@ int crest_dump(const struct crest_opts *opts)
 		goto out;
 	t_frozen = now_ns(CLOCK_MONOTONIC);
 	/* the tree dies only once the page server has every image in place */
-	if (netns_dump(&t) || dump_tasks(&t) || write_pstree(&t) || write_inventory(&t) ||
-	    (sink && ps_client_commit(sink)))
+	if (netns_dump(&t) || (opts->manage_cgroups && cgroup_dump(&t)) || dump_tasks(&t) ||
+	    write_pstree(&t) || write_inventory(&t) || (sink && ps_client_commit(sink)))
 		goto out;
 	/* migrate: the tree must run elsewhere before it may die here */
 	if (opts->before_kill) {

@@ -84,6 +84,7 @@ struct dump_tree {
 	uint64_t t_killed;	 /* CLOCK_MONOTONIC ns when the dumped tree was sent SIGKILL */
 	NetnsEntry *netns;	 /* net.c: the tree's own network namespace, read before the freeze */
 	ino_t netns_ino;	 /* and its inode */
+	void *cgroups;		 /* cgroup.c's state */
 };
 
 struct dump_ctx {
@@ -163,6 +164,17 @@ int netns_dump(struct dump_tree *t);
 int netns_restore_enter(struct restore_tree *t);
 void netns_restore_leave(struct restore_tree *t);
 
+/* ipc.c: the SysV and POSIX IPC objects of a tree's own ipc namespace */
+int ipc_dump(int dirfd, pid_t pid);   /* pid: a task in that namespace; writes ipc.img */
+int ipc_restore(int dirfd);	      /* crest is in the new, empty ipc namespace */
+int ipc_restore_fini(int dirfd);      /* tasks attached their segments: remove destroyed ones */
+
+/* cgroup.c: --manage-cgroups */
+int cgroup_dump(struct dump_tree *t);		       /* every task's cgroups, their limits */
+int cgroup_restore_prepare(struct restore_tree *t);     /* create them, set their limits */
+int cgroup_restore_task(struct restore_tree *t, pid_t pid); /* move a new task into its own */
+void cgroup_restore_fini(struct restore_tree *t, bool ok); /* failed: remove what it made */
+
 /* Tree-wide restore state: what every task shares. */
 struct restore_tree {
 	const struct crest_opts *opts;
@@ -186,6 +198,7 @@ struct restore_tree {
 	bool own_netns;		  /* net.c: the tree has its own network namespace (netns.img) */
 	struct vec lazy_pids;	  /* pid_t: lazy.c's servers, one per lazy task */
 	int host_netns;		  /* crest's own namespace while crest is in the tree's, or -1 */
+	void *cgroups;		  /* cgroup.c's state */
 };
 
 struct vma_file {

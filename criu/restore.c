@@ -426,6 +426,8 @@ static int spawn_children(struct restore_ctx *r)
 			return -1;
 		c->child = c->pid;
 		c->exists = true;
+		if (cgroup_restore_task(t, c->pid))
+			return -1;
 		c->rs = r->rs; /* same vdso, same scratch address, inherited */
 		c->rs.tid = c->pid;
 		c->rs.nr_calls = 0;
@@ -696,7 +698,7 @@ static int prepare_tree(struct restore_tree *t)
 	for (size_t i = 0; i < t->tasks.len; i++)
 		if (read_task(*vec_at(&t->tasks, struct restore_ctx *, i)))
 			return -1;
-	if (files_restore_read(t) || shmem_restore_read(t))
+	if (files_restore_read(t) || shmem_restore_read(t) || cgroup_restore_prepare(t))
 		return -1;
 	for (size_t i = 0; i < t->tasks.len; i++) {
 		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
@@ -741,7 +743,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	if (t.dirfd < 0 || prepare_tree(&t))
 		goto out;
 	root = *vec_at(&t.tasks, struct restore_ctx *, 0);
-	if (spawn_root(root))
+	if (spawn_root(root) || cgroup_restore_task(&t, root->pid))
 		goto out;
 	root->rs.tid = root->child;
 	if (ptrace_get_regs(root->child, &root->rs.regs) || restore_one(root) ||
@@ -763,6 +765,7 @@ out:
 	if (ret)
 		kill_tree(&t);
 	prctl(PR_SET_CHILD_SUBREAPER, was_subreaper, 0, 0, 0);
+	cgroup_restore_fini(&t, ret == 0);
 	ghost_restore_fini(&t, ret == 0);
 	tty_restore_fini(&t);
 	inet_restore_fini(&t);
