@@ -291,8 +291,11 @@ static int tree_kill(struct dump_tree *t)
 	 * for, so that a restore finds the PIDs free; it is reported as teardown.
 	 */
 	t->t_killed = now_ns(CLOCK_MONOTONIC);
-	/* As their tracer we see every thread die; their parents reap them. */
-	for (size_t i = 0; i < t->tasks.len; i++) {
+	/*
+	 * As their tracer we see every thread die; their parents reap them.  Children first: a
+	 * pid namespace's dying init waits until every other task in it is gone.
+	 */
+	for (size_t i = t->tasks.len; i-- > 0;) {
 		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
 
 		for (size_t j = d->threads.len; j-- > 0;)
@@ -453,7 +456,7 @@ static int write_pstree(struct dump_tree *t)
 	for (size_t i = 0; !ret && i < t->tasks.len; i++) {
 		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
 		PstreeEntry ps = PSTREE_ENTRY__INIT;
-		uint32_t tids[d->threads.len + 1];
+		uint32_t tids[d->threads.len + 1], ns_tids[d->threads.len + 1];
 
 		ps.pid = d->pid;
 		ps.ppid = d->parent ? d->parent->pid : 0;
@@ -463,6 +466,10 @@ static int write_pstree(struct dump_tree *t)
 			tids[j] = dump_thread_at(d, j)->tid;
 		ps.threads = tids;
 		ps.n_threads = d->threads.len;
+		if (ns_dump_pids(t, d, &ps, ns_tids)) {
+			ret = -1;
+			break;
+		}
 		if (d->zombie) {
 			ps.has_zombie = ps.has_exit_status = true;
 			ps.zombie = true;
@@ -571,6 +578,7 @@ static void tree_free(struct dump_tree *t)
 	}
 	vec_free(&t->tasks);
 	vec_free(&t->file_keys);
+	vec_free(&t->mnt_ids);
 	vec_free(&t->pty_masters);
 	ghost_dump_fini(t, false); /* crest_dump keeps the links of a dump that succeeded */
 	vec_free(&t->shmem_keys);
@@ -736,6 +744,7 @@ static void tree_init(struct dump_tree *t, const struct crest_opts *opts)
 		.holder_pidfd = -1,
 		.tasks = VEC_INIT(struct dump_ctx *),
 		.file_keys = VEC_INIT(struct file_key),
+		.mnt_ids = VEC_INIT(uint32_t),
 		.shmem_keys = VEC_INIT(struct shmem_key),
 		.pipes = VEC_INIT(uint64_t),
 		.tcp_repaired = VEC_INIT(struct tcp_repaired),
@@ -804,7 +813,7 @@ int crest_dump(const struct crest_opts *opts)
 		goto out;
 	t_frozen = now_ns(CLOCK_MONOTONIC);
 	/* the tree dies only once the page server has every image in place */
-	if (netns_dump(&t) || (opts->manage_cgroups && cgroup_dump(&t)) || dump_tasks(&t) ||
+	if (netns_dump(&t) || ns_dump(&t) || (opts->manage_cgroups && cgroup_dump(&t)) || dump_tasks(&t) ||
 	    write_pstree(&t) || write_inventory(&t) || (sink && ps_client_commit(sink)))
 		goto out;
 	/* migrate: the tree must run elsewhere before it may die here */

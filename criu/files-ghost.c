@@ -394,7 +394,7 @@ static int make_ghost(struct restore_tree *t, struct cr_img *img, const GhostFil
 		pr_err("%s: malformed", img_path(img));
 		goto err;
 	}
-	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dirfd = open(rpath(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
 		pr_perror("cannot restore deleted file %s: no directory %s", g->path, dir);
 		goto err;

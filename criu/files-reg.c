@@ -68,6 +68,7 @@ static int reg_dump(struct dump_ctx *d, const struct fd_info *fi, FileEntry *f)
 	f->reg = reg_entry(fi, true);
 	if (!f->reg)
 		return -1;
+	f->reg->has_outside = f->reg->outside = mnt_is_outside(d->tree, fi->fdinfo);
 	if (!S_ISREG(fi->st.st_mode) || !ghost_is_deleted(fi->link))
 		return 0;
 	snprintf(what, sizeof(what), "fd %d of %d", fi->fd, d->pid);
@@ -79,7 +80,7 @@ static int open_reg(const struct restore_ctx *r, const RegFileEntry *reg)
 {
 	int flags = reg->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
 	struct stat st;
-	int fd = open(reg->path, flags | O_CLOEXEC);
+	int fd = open(reg->outside ? reg->path : rpath(reg->path), flags | O_CLOEXEC);
 
 	if (fd < 0) {
 		pr_perror("cannot open %s", reg->path);

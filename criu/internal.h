@@ -21,6 +21,7 @@
 #include "inventory.pb-c.h"
 #include "mm.pb-c.h"
 #include "netns.pb-c.h"
+#include "ns.pb-c.h"
 #include "pagemap.pb-c.h"
 #include "pstree.pb-c.h"
 #include "shmem.pb-c.h"
@@ -85,6 +86,8 @@ struct dump_tree {
 	NetnsEntry *netns;	 /* net.c: the tree's own network namespace, read before the freeze */
 	ino_t netns_ino;	 /* and its inode */
 	void *cgroups;		 /* cgroup.c's state */
+	bool pid_ns;		 /* ns.c: the root is the init of the tree's own pid namespace */
+	struct vec mnt_ids;	 /* mnt.c: uint32_t ids of the tree's own mounts, if it has them */
 };
 
 struct dump_ctx {
@@ -199,7 +202,36 @@ struct restore_tree {
 	struct vec lazy_pids;	  /* pid_t: lazy.c's servers, one per lazy task */
 	int host_netns;		  /* crest's own namespace while crest is in the tree's, or -1 */
 	void *cgroups;		  /* cgroup.c's state */
+	/* ns.c, mnt.c: the tree's own pid, uts, ipc and mount namespaces */
+	NsEntry *ns;		  /* ns.img, or NULL */
+	struct {
+		int uts, ipc, mnt, pid, cwd; /* crest's own while it is in the tree's, or -1 */
+	} host_ns;
+	struct vec pid_map; /* struct pid_pair: pids in the tree's pid namespace */
+	bool *mnt_done;	    /* per ns->mounts: mounted */
 };
+
+struct pid_pair {
+	pid_t pid, ns_pid;
+};
+
+/* ns.c: a container's namespaces */
+int ns_dump(struct dump_tree *t);
+int ns_dump_pids(struct dump_tree *t, struct dump_ctx *d, PstreeEntry *ps, uint32_t *ns_tids);
+int ns_restore_enter(struct restore_tree *t);
+int ns_restore_pids(struct restore_tree *t, const PstreeEntry *ps);
+int ns_restore_root_made(struct restore_tree *t);
+void ns_restore_leave(struct restore_tree *t);
+pid_t ns_pid_of(const struct restore_tree *t, pid_t pid);
+
+/* mnt.c: its mount namespace */
+int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns);
+void mnt_dump_free(NsEntry *ns);
+int mnt_restore(struct restore_tree *t, bool proc_pass);
+int mnt_root_child(const struct restore_tree *t);
+void mnt_restore_fini(struct restore_tree *t);
+const char *rpath(const char *path); /* a path of the tree as crest reaches it on restore */
+bool mnt_is_outside(struct dump_tree *t, const char *fdinfo); /* on none of the tree's mounts */
 
 struct vma_file {
 	const char *path;

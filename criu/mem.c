@@ -296,7 +296,7 @@ static int open_mapped_file(struct restore_ctx *r, const char *path, bool may_wr
 		if (vf->may_write == may_write && !strcmp(vf->path, path))
 			goto check;
 	}
-	fd = open(path, (may_write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	fd = open(rpath(path), (may_write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0) {
 		pr_perror("cannot open mapped file %s", path);
 		return -1;

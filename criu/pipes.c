@@ -171,7 +171,7 @@ static struct pipe_obj *pipe_obj(struct restore_ctx *r, const FileEntry *f)
 		}
 	} else {
 		/* one end open both ways keeps the FIFO from blocking anybody's open */
-		o->ends[0] = open(f->reg->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		o->ends[0] = open(rpath(f->reg->path), O_RDWR | O_NONBLOCK | O_CLOEXEC);
 		if (o->ends[0] < 0) {
 			pr_perror("cannot open FIFO %s", f->reg->path);
 			return NULL;
@@ -202,7 +202,7 @@ static int pipe_open(struct restore_ctx *r, const FileEntry *f)
 	} else {
 		/* another open file of the same pipe: a new reader or writer of it */
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", o->ends[end]);
-		fd = open(f->kind == FD_KIND__FD_FIFO ? f->reg->path : path,
+		fd = open(f->kind == FD_KIND__FD_FIFO ? rpath(f->reg->path) : path,
 			  (f->flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
 	}
 	if (fd < 0 || fcntl(fd, F_SETFL, f->flags & SETFL_MASK)) {

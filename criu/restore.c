@@ -149,6 +149,10 @@ static int read_pstree(struct restore_tree *t)
 			n = -1;
 			break;
 		}
+		if (ns_restore_pids(t, ps)) {
+			n = -1;
+			break;
+		}
 		/* a child is forked in its parent's session, or starts its own */
 		if (!root && ps->sid != ps->pid && ps->sid != r->parent->pstree->sid) {
 			pr_err("task %u is in session %u, its parent %u in %u: such session "
@@ -236,14 +240,16 @@ static void child_unregister_rseq(void)
 }
 
 /* The root, until crest seizes it: quiet, and bound to die with crest. */
-static void __attribute__((noreturn)) root_child(pid_t parent, int status_fd, int wait_fd)
+static void __attribute__((noreturn)) root_child(const struct restore_tree *t, pid_t parent,
+						       int status_fd, int wait_fd)
 {
 	uint64_t all = ~0ULL;
 	char c = 0;
 
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	if (getppid() != parent)
+	/* the init of a new pid namespace sees no parent */
+	if ((t->ns && t->ns->pid_ns ? getppid() != 0 : getppid() != parent) || mnt_root_child(t))
 		_exit(1);
 	child_unregister_rseq();
 	write(status_fd, &c, 1);
@@ -255,19 +261,19 @@ static int spawn_root(struct restore_ctx *r)
 {
 	struct clone_args args = {.exit_signal = SIGCHLD};
 	int status_pipe[2], wait_pipe[2];
-	pid_t tid = r->pid, parent = getpid();
+	pid_t tid[2] = {ns_pid_of(r->tree, r->pid), r->pid}, parent = getpid();
 	char c;
 
 	if (pipe2(status_pipe, O_CLOEXEC) || pipe2(wait_pipe, O_CLOEXEC)) {
 		pr_perror("pipe");
 		return -1;
 	}
-	args.set_tid = (uintptr_t)&tid;
-	args.set_tid_size = 1;
+	args.set_tid = (uintptr_t)tid;
+	args.set_tid_size = tid[0] != tid[1] ? 2 : 1;
 	fflush(NULL);
 	r->child = syscall(SYS_clone3, &args, sizeof(args));
 	if (r->child == 0)
-		root_child(parent, status_pipe[1], wait_pipe[0]);
+		root_child(r->tree, parent, status_pipe[1], wait_pipe[0]);
 	close(status_pipe[1]);
 	close(wait_pipe[0]);
 	if (r->child < 0) {
@@ -320,7 +326,7 @@ static pid_t remote_clone(struct restore_ctx *in, struct rsys *rs, pid_t tid, ui
 {
 	struct {
 		struct clone_args args;
-		pid_t tid;
+		pid_t tid[2]; /* in the tree's pid namespace, then in crest's */
 	} a;
 	long ret;
 
@@ -328,12 +334,13 @@ static pid_t remote_clone(struct restore_ctx *in, struct rsys *rs, pid_t tid, ui
 	a.args.flags = flags;
 	a.args.exit_signal = exit_signal;
 	a.args.set_tid = rs->scratch + offsetof(typeof(a), tid);
-	a.args.set_tid_size = 1;
-	a.tid = tid;
+	a.tid[0] = ns_pid_of(in->tree, tid);
+	a.tid[1] = tid;
+	a.args.set_tid_size = a.tid[0] != tid ? 2 : 1;
 	if (rsys_poke(rs, rs->scratch, &a, sizeof(a)))
 		return -1;
 	ret = rsys2(rs, SYS_clone3, rs->scratch, sizeof(a.args));
-	if (ret != tid) {
+	if (ret != a.tid[0]) {
 		if (ret == -EEXIST)
 			pr_err("pid %d is already in use: cannot restore with the same pid", tid);
 		else
@@ -388,7 +395,7 @@ static int make_zombie(struct restore_ctx *parent, struct restore_ctx *z)
 	regs.rip = rs.ip;
 	regs.orig_rax = -1;
 	regs.rax = sig ? SYS_kill : SYS_exit_group;
-	regs.rdi = sig ? (unsigned long)z->pid : (unsigned long)WEXITSTATUS(wstatus);
+	regs.rdi = sig ? (unsigned long)ns_pid_of(z->tree, z->pid) : (unsigned long)WEXITSTATUS(wstatus);
 	regs.rsi = sig;
 	if (ptrace_set_regs(z->pid, &regs) || ptrace(PTRACE_CONT, z->pid, 0, 0))
 		return -1;
@@ -529,7 +536,7 @@ static int finish_group_helpers(struct restore_tree *t)
 		while (waitpid(h, &status, __WALL) == h && !WIFEXITED(status) &&
 		       !WIFSIGNALED(status))
 			ptrace(PTRACE_CONT, h, 0, 0);
-		if (rsys4(&p->rs, SYS_wait4, h, 0, __WALL, 0) != h) {
+		if (rsys4(&p->rs, SYS_wait4, ns_pid_of(t, h), 0, __WALL, 0) != ns_pid_of(t, h)) {
 			pr_err("cannot reap the group helper %d", h);
 			return -1;
 		}
@@ -554,13 +561,17 @@ static int restore_pgids(struct restore_tree *t)
 			/* a shell job's root stays in the group crest runs in */
 			if (!leader && !r->parent && t->opts->shell_job)
 				continue;
+			/* a group outside the tree's pid namespace: the one crest's root is in */
+			if (t->ns && t->ns->pid_ns && !r->pstree->ns_pgid)
+				continue;
 			if (!leader && !task_by_pid(t, pgid) && group_helper(t, r, pgid)) {
 				pr_err("cannot recreate process group %d of task %d, whose leader "
 				       "is gone",
 				       pgid, r->pid);
 				return -1;
 			}
-			if (rcheck(r, "setpgid", rsys2(&r->rs, SYS_setpgid, 0, leader ? 0 : pgid)))
+			if (rcheck(r, "setpgid",
+				   rsys2(&r->rs, SYS_setpgid, 0, leader ? 0 : ns_pid_of(t, pgid))))
 				return -1;
 		}
 	}
@@ -678,6 +689,7 @@ static void tree_free(struct restore_tree *t)
 		close(*vec_at(&t->helpers, int, i));
 	vec_free(&t->helpers);
 	vec_free(&t->group_helpers);
+	vec_free(&t->pid_map);
 	for (size_t i = 0; i < t->shmems.len; i++)
 		shmem_entry__free_unpacked(*vec_at(&t->shmems, ShmemEntry *, i), NULL);
 	vec_free(&t->shmems);
@@ -693,7 +705,7 @@ static void tree_free(struct restore_tree *t)
 static int prepare_tree(struct restore_tree *t)
 {
 	/* the tree's own network namespace before anything: every socket is made inside it */
-	if (check_inventory(t) || netns_restore_enter(t) || read_pstree(t))
+	if (check_inventory(t) || netns_restore_enter(t) || ns_restore_enter(t) || read_pstree(t))
 		return -1;
 	for (size_t i = 0; i < t->tasks.len; i++)
 		if (read_task(*vec_at(&t->tasks, struct restore_ctx *, i)))
@@ -736,6 +748,8 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	t.pipes = (struct vec){.elem = pipe_obj_size()};
 	t.inet_socks = (struct vec){.elem = inet_sock_size()};
 	t.lazy_pids = (struct vec){.elem = sizeof(pid_t)};
+	t.pid_map = (struct vec)VEC_INIT(struct pid_pair);
+	t.host_ns.uts = t.host_ns.ipc = t.host_ns.mnt = t.host_ns.pid = t.host_ns.cwd = -1;
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	t.host_netns = -1;
@@ -743,7 +757,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	if (t.dirfd < 0 || prepare_tree(&t))
 		goto out;
 	root = *vec_at(&t.tasks, struct restore_ctx *, 0);
-	if (spawn_root(root) || cgroup_restore_task(&t, root->pid))
+	if (spawn_root(root) || ns_restore_root_made(&t) || cgroup_restore_task(&t, root->pid))
 		goto out;
 	root->rs.tid = root->child;
 	if (ptrace_get_regs(root->child, &root->rs.regs) || restore_one(root) ||
@@ -769,6 +783,7 @@ out:
 	ghost_restore_fini(&t, ret == 0);
 	tty_restore_fini(&t);
 	inet_restore_fini(&t);
+	ns_restore_leave(&t);
 	netns_restore_leave(&t);
 	tree_free(&t);
 	return ret;

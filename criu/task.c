@@ -235,7 +235,8 @@ int task_dump(struct dump_ctx *d)
 	TaskCoreEntry *c = d->core;
 	char *s;
 
-	if (!d->parent && d->stat.sid != d->pid && !d->opts->shell_job) {
+	/* a container's init: its session is outside its pid namespace, invisible inside */
+	if (!d->parent && d->stat.sid != d->pid && !d->opts->shell_job && !d->tree->pid_ns) {
 		pr_err("task %d is not a session leader (session %d is outside the dump): "
 		       "dump with --shell-job",
 		       d->pid, d->stat.sid);
