@@ -151,7 +151,7 @@ struct fd_ops {
 
 extern const struct fd_ops reg_fd_ops, chr_fd_ops, memfd_fd_ops, tty_inherit_fd_ops, pipe_fd_ops,
 	fifo_fd_ops, eventfd_fd_ops, signalfd_fd_ops, timerfd_fd_ops, epoll_fd_ops, pty_fd_ops,
-	inotify_fd_ops, unix_sk_fd_ops, inet_sk_fd_ops;
+	inotify_fd_ops, unix_sk_fd_ops, inet_sk_fd_ops, mqueue_fd_ops;
 
 const char *fdinfo_field(const char *fdinfo, const char *key);
 void pipes_restore_fini(struct restore_tree *t);
@@ -205,10 +205,9 @@ struct restore_tree {
 	/* ns.c, mnt.c: the tree's own pid, uts, ipc and mount namespaces */
 	NsEntry *ns;		  /* ns.img, or NULL */
 	struct {
-		int uts, ipc, mnt, pid, cwd; /* crest's own while it is in the tree's, or -1 */
+		int uts, ipc, pid; /* crest's own while it is in the tree's, or -1 */
 	} host_ns;
 	struct vec pid_map; /* struct pid_pair: pids in the tree's pid namespace */
-	bool *mnt_done;	    /* per ns->mounts: mounted */
 };
 
 struct pid_pair {
@@ -227,8 +226,9 @@ pid_t ns_pid_of(const struct restore_tree *t, pid_t pid);
 /* mnt.c: its mount namespace */
 int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns);
 void mnt_dump_free(NsEntry *ns);
-int mnt_restore(struct restore_tree *t, bool proc_pass);
+int mnt_restore_prepare(struct restore_tree *t);
 int mnt_root_child(const struct restore_tree *t);
+void mnt_restore_root_made(pid_t pid);
 void mnt_restore_fini(struct restore_tree *t);
 const char *rpath(const char *path); /* a path of the tree as crest reaches it on restore */
 bool mnt_is_outside(struct dump_tree *t, const char *fdinfo); /* on none of the tree's mounts */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -86,6 +87,8 @@ static int vma_classify(pid_t pid, const struct proc_vma *v, VmaKind *kind, bool
 		*kind = v->shared ? VMA_KIND__VMA_FILE_SHARED : VMA_KIND__VMA_FILE_PRIVATE;
 	else if (v->vmflags & (VMF_IO | VMF_PFNMAP))
 		goto unsupported;
+	else if (!strncmp(p, "/SYSV", 5) && ends_with(p, " (deleted)") && v->shared && !v->pgoff)
+		*kind = VMA_KIND__VMA_SYSV_SHM; /* the inode number is the segment's id */
 	else if (ends_with(p, " (deleted)") && !ghost_is_deleted(p))
 		goto unsupported;
 	else if (p[0] == '/' && strncmp(p, "/SYSV", 5)) /* deleted files: files-ghost.c */
@@ -263,6 +266,10 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 			    kind == VMA_KIND__VMA_FILE_SHARED) &&
 			   (vma_fill_file(d->pid, v, e) || vma_fill_ghost(d, v, e))) {
 			return -1;
+		}
+		if (kind == VMA_KIND__VMA_SYSV_SHM) {
+			e->has_sysv_shmid = true;
+			e->sysv_shmid = (int32_t)v->ino;
 		}
 		if (vma_inherited(d, v, kind)) {
 			e->has_inherit = true;
@@ -507,6 +514,34 @@ static bool vma_has_data(const struct restore_ctx *r, const VmaEntry *v)
 	       pages_in_range(r, v->start, v->end);
 }
 
+/* The segment exists again (ipc.c, or it outlived the tree): attach it where it was. */
+static int attach_sysv(struct restore_ctx *r, const VmaEntry *v)
+{
+	struct shmid_ds ds;
+	long ret;
+
+	if (!v->has_sysv_shmid || shmctl(v->sysv_shmid, IPC_STAT, &ds)) {
+		pr_perror("task %d: SysV shared memory %d attached at %#llx is gone", r->pid,
+			  v->has_sysv_shmid ? v->sysv_shmid : -1, (unsigned long long)v->start);
+		return -1;
+	}
+	if (((ds.shm_segsz + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) != v->end - v->start) {
+		pr_err("task %d: SysV shared memory %d is attached in part: not supported", r->pid,
+		       v->sysv_shmid);
+		return -1;
+	}
+	ret = rsys3(&r->rs, SYS_shmat, v->sysv_shmid, v->start,
+		    (v->prot & PROT_WRITE ? 0 : SHM_RDONLY) | (v->prot & PROT_EXEC ? SHM_EXEC : 0) |
+			    SHM_REMAP);
+	if (ret != (long)v->start) {
+		rcheck(r, "shmat", ret);
+		pr_err("task %d: cannot attach SysV shared memory %d at %#llx", r->pid,
+		       v->sysv_shmid, (unsigned long long)v->start);
+		return -1;
+	}
+	return 0;
+}
+
 static int map_vmas(struct restore_ctx *r)
 {
 	for (size_t i = 0; i < r->mm->n_vmas; i++) {
@@ -534,6 +569,10 @@ static int map_vmas(struct restore_ctx *r)
 			fd = r->vma_fds[i];
 			off = v->pgoff;
 			break;
+		case VMA_KIND__VMA_SYSV_SHM:
+			if (attach_sysv(r, v))
+				return -1;
+			continue;
 		default:
 			continue;
 		}

@@ -325,9 +325,9 @@ static MountEntry *mount_entry(const struct mountinfo *mi, const struct vec *own
 }
 
 /*
- * Parents before children: the root (whose parent is not in the list) first, then level by
- * level; siblings, and mounts stacked on one mount point, keep the
- * kernel's order.
+ * Parents before children: the root (whose parent is not in the list) first, then the others
+ * in the kernel's order (the order they were made in, which the restore keeps: /proc/mounts
+ * looks the same), a mount whose parent comes later put off until its parent is placed.
  */
 static int sort_mounts(struct vec *mis, pid_t pid)
 {
@@ -355,13 +355,17 @@ static int sort_mounts(struct vec *mis, pid_t pid)
 	if (!vec_push(&sorted))
 		return -1;
 	*vec_at(&sorted, struct mountinfo, 0) = *vec_at(mis, struct mountinfo, root);
-	for (size_t done = 0; done < sorted.len; done++) {
-		uint32_t id = vec_at(&sorted, struct mountinfo, done)->id;
-
+	for (bool progress = true; progress && sorted.len < mis->len;) {
+		progress = false;
 		for (size_t i = 0; i < mis->len; i++) {
 			struct mountinfo *m = vec_at(mis, struct mountinfo, i), *slot;
+			bool placed = false, parent = false;
 
-			if (i == root || m->parent != id)
+			for (size_t j = 0; j < sorted.len && !placed; j++) {
+				placed = vec_at(&sorted, struct mountinfo, j)->id == m->id;
+				parent |= vec_at(&sorted, struct mountinfo, j)->id == m->parent;
+			}
+			if (placed || !parent)
 				continue;
 			slot = vec_push(&sorted);
 			if (!slot) {
@@ -369,6 +373,7 @@ static int sort_mounts(struct vec *mis, pid_t pid)
 				return -1;
 			}
 			*slot = *m;
+			progress = true;
 		}
 	}
 	if (sorted.len != mis->len) {
@@ -480,19 +485,20 @@ void mnt_dump_free(NsEntry *ns)
 
 /* ---- restore ------------------------------------------------------------------------------ */
 
-static char staging[PATH_MAX]; /* where the tree's root is built; "" when there is none */
+static char staging[PATH_MAX]; /* where the root task builds the tree's mounts */
+static pid_t root_pid;	       /* the tree's root, once its mounts exist */
 
-/* A path of the tree, as crest reaches it while restoring. */
+/* A path of the tree, as crest reaches it while restoring: through its root's root. */
 const char *rpath(const char *path)
 {
 	static char bufs[4][PATH_MAX];
 	static unsigned int next;
 	char *buf;
 
-	if (!staging[0] || path[0] != '/')
+	if (!root_pid || path[0] != '/')
 		return path;
 	buf = bufs[next++ % ARRAY_SIZE(bufs)];
-	snprintf(buf, PATH_MAX, "%s%s", staging, path);
+	snprintf(buf, PATH_MAX, "/proc/%d/root%s", root_pid, path);
 	return buf;
 }
 
@@ -538,21 +544,6 @@ static int extract_tmpfs(struct restore_tree *t, const MountEntry *m, const char
 	return ret;
 }
 
-static bool is_under_proc(const NsEntry *ns, const MountEntry *m)
-{
-	for (int depth = 0; m && depth < 64; depth++) {
-		const MountEntry *p = NULL;
-
-		if (!strcmp(m->fstype, "proc"))
-			return true;
-		for (size_t i = 0; i < ns->n_mounts && !p; i++)
-			if (ns->mounts[i]->mnt_id == m->parent_id && ns->mounts[i] != m)
-				p = ns->mounts[i];
-		m = p;
-	}
-	return false;
-}
-
 /* An earlier mount of the same filesystem whose root holds m's: bind from there. */
 static const MountEntry *bind_source(const struct restore_tree *t, const MountEntry *m, size_t upto)
 {
@@ -560,7 +551,7 @@ static const MountEntry *bind_source(const struct restore_tree *t, const MountEn
 		const MountEntry *s = t->ns->mounts[i];
 		size_t len = strlen(s->root);
 
-		if (!t->mnt_done[i] || s->dev != m->dev || strncmp(m->root, s->root, len))
+		if (s->dev != m->dev || strncmp(m->root, s->root, len))
 			continue;
 		if (!strcmp(s->root, "/") || m->root[len] == '/' || !m->root[len])
 			return s;
@@ -568,41 +559,52 @@ static const MountEntry *bind_source(const struct restore_tree *t, const MountEn
 	return NULL;
 }
 
-static int mount_one(struct restore_tree *t, size_t idx)
+/* Where m comes from: a bind (from set), or NULL for a new instance of its filesystem. */
+static const MountEntry *mount_source(const struct restore_tree *t, size_t idx, char *from,
+				      size_t len)
 {
 	const MountEntry *m = t->ns->mounts[idx], *src = idx ? bind_source(t, m, idx) : NULL;
-	char target[PATH_MAX], from[PATH_MAX * 2];
-	unsigned long prop = 0;
-	char *data = NULL;
-	int ret = -1;
 
-	snprintf(target, sizeof(target), "%s%s", staging, idx ? m->mountpoint : "");
 	if (idx == 0 && t->opts->root) {
-		snprintf(from, sizeof(from), "%s", t->opts->root);
-		src = m;
-	} else if (src) {
+		snprintf(from, len, "%s", t->opts->root);
+		return m;
+	}
+	if (src) {
 		const char *rest = m->root + (strcmp(src->root, "/") ? strlen(src->root) : 0);
 
-		snprintf(from, sizeof(from), "%s%s%s", staging,
+		snprintf(from, len, "%s%s%s", staging,
 			 strcmp(src->mountpoint, "/") ? src->mountpoint : "", rest);
-	} else if (!is_virtual(m->fstype)) {
-		snprintf(from, sizeof(from), "%s", m->host_path ? m->host_path : "");
-		src = m;
+		return src;
 	}
+	if (!is_virtual(m->fstype)) {
+		snprintf(from, len, "%s", m->host_path ? m->host_path : "");
+		return m;
+	}
+	return NULL;
+}
+
+static int mount_one(struct restore_tree *t, size_t idx)
+{
+	const MountEntry *m = t->ns->mounts[idx], *src;
+	char target[PATH_MAX], from[PATH_MAX * 2];
+	unsigned long prop = 0;
+	int ret;
+
+	snprintf(target, sizeof(target), "%s%s", staging, idx ? m->mountpoint : "");
+	src = mount_source(t, idx, from, sizeof(from));
 	if (src) {
 		ret = mount(from, target, NULL, MS_BIND, NULL);
 		if (ret)
 			pr_perror("cannot bind %s on %s", from, m->mountpoint);
 	} else {
-		data = strdup(m->super_opts ? m->super_opts : "");
-		ret = data ? mount(m->source, target, m->fstype, 0, data) : -1;
+		/* proc and sysfs show the namespaces of the task mounting them: ours */
+		ret = mount(m->source, target, m->fstype, 0, m->super_opts ? m->super_opts : "");
 		if (ret)
-			pr_perror("cannot mount %s (%s, %s) on %s", m->source, m->fstype, data,
-				  m->mountpoint);
+			pr_perror("cannot mount %s (%s, %s) on %s", m->source, m->fstype,
+				  m->super_opts, m->mountpoint);
 		if (!ret && m->has_tmpfs_id && extract_tmpfs(t, m, target))
 			ret = -1;
 	}
-	free(data);
 	if (ret)
 		return -1;
 	/* its flags, with MS_BIND: only this mount, not the filesystem */
@@ -622,86 +624,74 @@ static int mount_one(struct restore_tree *t, size_t idx)
 		pr_perror("cannot set the propagation of mount %s", m->mountpoint);
 		return -1;
 	}
-	t->mnt_done[idx] = true;
 	return 0;
 }
 
-/*
- * Mount what can be mounted now: parents first; proc ones (and theirs) in the second pass, by
- * the tree's init: a proc instance shows the pid namespace of the task that mounts it (the
- * pidns= option cannot name a namespace before its init exists).
- */
-int mnt_restore(struct restore_tree *t, bool proc_pass)
+/* Crest, before the root exists: where it will build the mounts. */
+int mnt_restore_prepare(struct restore_tree *t)
 {
 	const NsEntry *ns = t->ns;
-	bool progress = true;
 
-	if (!proc_pass) {
-		if (!ns->n_mounts || strcmp(ns->mounts[0]->mountpoint, "/")) {
-			pr_err("ns.img: the mount tree has no root");
-			return -1;
-		}
-		t->mnt_done = calloc(ns->n_mounts, sizeof(bool));
-		snprintf(staging, sizeof(staging), "/tmp/crest-root.XXXXXX");
-		if (!t->mnt_done || !mkdtemp(staging)) {
-			pr_perror("cannot make a directory for the tree's root");
-			staging[0] = 0;
-			return -1;
-		}
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) {
-			pr_perror("cannot make crest's mounts private");
-			return -1;
-		}
-		if (mount_one(t, 0))
-			return -1;
+	if (!ns->n_mounts || strcmp(ns->mounts[0]->mountpoint, "/")) {
+		pr_err("ns.img: the mount tree has no root");
+		return -1;
 	}
-	while (progress) {
-		progress = false;
-		for (size_t i = 1; i < ns->n_mounts; i++) {
-			const MountEntry *m = ns->mounts[i];
-			bool parent_done = false;
+	for (size_t i = 1; i < ns->n_mounts; i++) {
+		bool parent = false;
 
-			if (t->mnt_done[i] || (!proc_pass && is_under_proc(ns, m)))
-				continue;
-			for (size_t j = 0; j < ns->n_mounts && !parent_done; j++)
-				parent_done =
-					ns->mounts[j]->mnt_id == m->parent_id && t->mnt_done[j];
-			if (!parent_done)
-				continue;
-			if (mount_one(t, i))
-				return -1;
-			progress = true;
+		/* parents before children, as the dump wrote them */
+		for (size_t j = 0; j < i && !parent; j++)
+			parent = ns->mounts[j]->mnt_id == ns->mounts[i]->parent_id;
+		if (!parent || ns->mounts[i]->mountpoint[0] != '/' ||
+		    strstr(ns->mounts[i]->mountpoint, "/../")) {
+			pr_err("ns.img: mount %s is malformed or out of order",
+			       ns->mounts[i]->mountpoint);
+			return -1;
 		}
 	}
-	for (size_t i = 0; proc_pass && i < ns->n_mounts; i++)
-		if (!t->mnt_done[i]) {
-			pr_err("ns.img: mount %s has no parent", ns->mounts[i]->mountpoint);
-			return -1;
-		}
+	snprintf(staging, sizeof(staging), "/tmp/crest-root.XXXXXX");
+	if (!mkdtemp(staging)) {
+		pr_perror("cannot make a directory for the tree's root");
+		staging[0] = 0;
+		return -1;
+	}
 	return 0;
 }
 
 /*
- * In the tree's root task, before it becomes the restored one: its own copy of crest's
- * namespace, rooted at the staging directory; crest's mounts go away with the old root.
+ * In the tree's root task, before it becomes the restored one: a mount namespace of its own,
+ * every mount made in the dumped order below the staging directory, which then becomes its
+ * root (pivot_root); crest's mounts go with the old root.  Mounts of proc and sysfs made here
+ * show the tree's pid and network namespaces, which this task already is in.
  */
 int mnt_root_child(const struct restore_tree *t)
 {
-	const MountEntry *root;
+	const MountEntry *root = t->ns->mounts[0];
 
-	if (!t->ns || !t->ns->mnt_ns)
-		return 0;
-	root = t->ns->mounts[0];
-	if (mnt_restore((struct restore_tree *)t, true))
+	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) {
+		pr_perror("cannot make the tree's mount namespace");
 		return -1;
-	if (unshare(CLONE_NEWNS) || chdir(staging) || syscall(SYS_pivot_root, ".", ".") ||
-	    umount2(".", MNT_DETACH) || chdir("/"))
+	}
+	for (size_t i = 0; i < t->ns->n_mounts; i++)
+		if (mount_one((struct restore_tree *)t, i))
+			return -1;
+	if (chdir(staging) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) ||
+	    chdir("/")) {
+		pr_perror("cannot make %s the tree's root", staging);
 		return -1;
+	}
 	if (root->unbindable   ? mount(NULL, "/", NULL, MS_UNBINDABLE, NULL)
 	    : root->has_shared ? mount(NULL, "/", NULL, MS_SHARED, NULL)
-			       : 0)
+			       : 0) {
+		pr_perror("cannot set the propagation of the tree's root");
 		return -1;
+	}
 	return 0;
+}
+
+void mnt_restore_root_made(pid_t pid)
+{
+	root_pid = pid;
 }
 
 void mnt_restore_fini(struct restore_tree *t)
@@ -709,6 +699,5 @@ void mnt_restore_fini(struct restore_tree *t)
 	if (staging[0] && rmdir(staging))
 		pr_warn("cannot remove %s: %s", staging, strerror(errno));
 	staging[0] = 0;
-	free(t->mnt_done);
-	t->mnt_done = NULL;
+	root_pid = 0;
 }

@@ -279,7 +279,6 @@ int ns_restore_enter(struct restore_tree *t)
 	NsEntry *ns;
 	int fd = openat(t->dirfd, "ns.img", O_RDONLY | O_CLOEXEC);
 
-	t->host_ns.uts = t->host_ns.ipc = t->host_ns.mnt = t->host_ns.pid = t->host_ns.cwd = -1;
 	if (fd < 0)
 		return errno == ENOENT ? 0 : (pr_perror("cannot open ns.img"), -1);
 	close(fd);
@@ -307,20 +306,8 @@ int ns_restore_enter(struct restore_tree *t)
 		if (t->host_ns.pid < 0)
 			return -1;
 	}
-	if (ns->mnt_ns) {
-		t->host_ns.mnt = own_ns_fd("mnt");
-		t->host_ns.cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (t->host_ns.mnt < 0 || t->host_ns.cwd < 0) {
-			pr_perror("cannot keep crest's mount namespace");
-			return -1;
-		}
-		if (unshare(CLONE_NEWNS)) {
-			pr_perror("cannot make a mount namespace");
-			return -1;
-		}
-	}
-	/* mounts are made in crest's new namespace; proc ones by the tree's init (mnt.c) */
-	if (ns->mnt_ns && mnt_restore(t, false))
+	/* the mounts are made by the tree's root (mnt.c) */
+	if (ns->mnt_ns && mnt_restore_prepare(t))
 		return -1;
 	if (ns->pid_ns && unshare(CLONE_NEWPID)) {
 		pr_perror("cannot make a pid namespace");
@@ -354,15 +341,8 @@ void ns_restore_leave(struct restore_tree *t)
 	ns_back(&t->host_ns.pid, CLONE_NEWPID, "pid");
 	ns_back(&t->host_ns.uts, CLONE_NEWUTS, "uts");
 	ns_back(&t->host_ns.ipc, CLONE_NEWIPC, "ipc");
-	if (t->host_ns.mnt >= 0) {
-		ns_back(&t->host_ns.mnt, CLONE_NEWNS, "mount");
-		if (fchdir(t->host_ns.cwd))
-			pr_perror("cannot return to crest's working directory");
+	if (t->ns && t->ns->mnt_ns)
 		mnt_restore_fini(t);
-	}
-	if (t->host_ns.cwd >= 0)
-		close(t->host_ns.cwd);
-	t->host_ns.cwd = -1;
 	if (t->ns)
 		ns_entry__free_unpacked(t->ns, NULL);
 	t->ns = NULL;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/rseq.h>
@@ -239,9 +240,81 @@ static void child_unregister_rseq(void)
 			return;
 }
 
-/* The root, until crest seizes it: quiet, and bound to die with crest. */
-static void __attribute__((noreturn)) root_child(const struct restore_tree *t, pid_t parent,
-						       int status_fd, int wait_fd)
+#define HELPERS_PER_MSG 250
+
+/* The root of a tree with its own mounts: crest's helper fds, once its mounts exist. */
+static int receive_helpers(int sk)
+{
+	for (;;) {
+		union {
+			char buf[CMSG_SPACE(HELPERS_PER_MSG * sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		int nums[HELPERS_PER_MSG], *fds;
+		struct iovec iov = {nums, sizeof(nums)};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = u.buf,
+				    .msg_controllen = sizeof(u.buf)};
+		struct cmsghdr *c;
+		ssize_t n = recvmsg(sk, &mh, 0);
+		size_t count;
+
+		if (n <= 0 || n % sizeof(int))
+			return n == 1 ? 0 : -1; /* one byte: the end */
+		c = CMSG_FIRSTHDR(&mh);
+		count = n / sizeof(int);
+		if (!c || c->cmsg_type != SCM_RIGHTS ||
+		    c->cmsg_len != CMSG_LEN(count * sizeof(int)))
+			return -1;
+		fds = (int *)CMSG_DATA(c);
+		for (size_t i = 0; i < count; i++)
+			if (dup2(fds[i], nums[i]) != nums[i] || close(fds[i]))
+				return -1;
+	}
+}
+
+static int send_helpers(struct restore_tree *t, int sk)
+{
+	for (size_t i = 0; i <= t->helpers.len; i += HELPERS_PER_MSG) {
+		size_t count = min_t(size_t, t->helpers.len - i, HELPERS_PER_MSG);
+		union {
+			char buf[CMSG_SPACE(HELPERS_PER_MSG * sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		int *nums = vec_at(&t->helpers, int, i);
+		struct iovec iov = {nums, count * sizeof(int)};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		struct cmsghdr *c;
+
+		if (!count)
+			break;
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(count * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(count * sizeof(int));
+		memcpy(CMSG_DATA(c), nums, count * sizeof(int));
+		if (sendmsg(sk, &mh, 0) < 0) {
+			pr_perror("cannot hand the tree's files to its root");
+			return -1;
+		}
+	}
+	if (write(sk, "", 1) != 1) {
+		pr_perror("cannot hand the tree's files to its root");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The root, until crest seizes it: quiet, and bound to die with crest.  With mounts of its
+ * own, it builds them first (mnt.c); crest then opens the tree's files through its root and
+ * hands them over: they are not there to inherit when it is forked.
+ */
+static void __attribute__((noreturn))
+root_child(const struct restore_tree *t, pid_t parent, int status_fd, int wait_fd, int files_sk)
 {
 	uint64_t all = ~0ULL;
 	char c = 0;
@@ -249,7 +322,10 @@ static void __attribute__((noreturn)) root_child(const struct restore_tree *t, p
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(all));
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	/* the init of a new pid namespace sees no parent */
-	if ((t->ns && t->ns->pid_ns ? getppid() != 0 : getppid() != parent) || mnt_root_child(t))
+	if ((t->ns && t->ns->pid_ns ? getppid() != 0 : getppid() != parent))
+		_exit(1);
+	if (files_sk >= 0 &&
+	    (mnt_root_child(t) || write(status_fd, "m", 1) != 1 || receive_helpers(files_sk)))
 		_exit(1);
 	child_unregister_rseq();
 	write(status_fd, &c, 1);
@@ -257,14 +333,31 @@ static void __attribute__((noreturn)) root_child(const struct restore_tree *t, p
 		read(wait_fd, &c, 1);
 }
 
+static int prepare_files(struct restore_tree *t);
+
+/* Its mounts built by the root: open the tree's files, hand them over. */
+static int root_files(struct restore_ctx *r, int status_fd, int sk)
+{
+	char c;
+
+	if (read(status_fd, &c, 1) != 1 || c != 'm') {
+		pr_err("task %d died before it could be restored", r->pid);
+		return -1;
+	}
+	mnt_restore_root_made(r->child);
+	return prepare_files(r->tree) || send_helpers(r->tree, sk) ? -1 : 0;
+}
+
 static int spawn_root(struct restore_ctx *r)
 {
 	struct clone_args args = {.exit_signal = SIGCHLD};
-	int status_pipe[2], wait_pipe[2];
+	int status_pipe[2], wait_pipe[2], files_sk[2] = {-1, -1};
 	pid_t tid[2] = {ns_pid_of(r->tree, r->pid), r->pid}, parent = getpid();
+	bool own_mounts = r->tree->ns && r->tree->ns->mnt_ns;
 	char c;
 
-	if (pipe2(status_pipe, O_CLOEXEC) || pipe2(wait_pipe, O_CLOEXEC)) {
+	if (pipe2(status_pipe, O_CLOEXEC) || pipe2(wait_pipe, O_CLOEXEC) ||
+	    (own_mounts && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, files_sk))) {
 		pr_perror("pipe");
 		return -1;
 	}
@@ -273,10 +366,21 @@ static int spawn_root(struct restore_ctx *r)
 	fflush(NULL);
 	r->child = syscall(SYS_clone3, &args, sizeof(args));
 	if (r->child == 0)
-		root_child(r->tree, parent, status_pipe[1], wait_pipe[0]);
+		root_child(r->tree, parent, status_pipe[1], wait_pipe[0], files_sk[1]);
+	/* the child's fds stay open here until it has the helpers: no helper takes a number */
+	if (r->child > 0 && own_mounts && root_files(r, status_pipe[0], files_sk[0])) {
+		r->exists = true;
+		r->child = -1;
+	}
 	close(status_pipe[1]);
 	close(wait_pipe[0]);
-	if (r->child < 0) {
+	if (files_sk[0] >= 0) {
+		close(files_sk[0]);
+		close(files_sk[1]);
+	}
+	if (r->child < 0 && r->exists) {
+		/* already reported */
+	} else if (r->child < 0) {
 		if (errno == EEXIST)
 			pr_err("pid %d is already in use: cannot restore with the same pid",
 			       r->pid);
@@ -395,7 +499,8 @@ static int make_zombie(struct restore_ctx *parent, struct restore_ctx *z)
 	regs.rip = rs.ip;
 	regs.orig_rax = -1;
 	regs.rax = sig ? SYS_kill : SYS_exit_group;
-	regs.rdi = sig ? (unsigned long)ns_pid_of(z->tree, z->pid) : (unsigned long)WEXITSTATUS(wstatus);
+	regs.rdi = sig ? (unsigned long)ns_pid_of(z->tree, z->pid)
+		       : (unsigned long)WEXITSTATUS(wstatus);
 	regs.rsi = sig;
 	if (ptrace_set_regs(z->pid, &regs) || ptrace(PTRACE_CONT, z->pid, 0, 0))
 		return -1;
@@ -701,7 +806,10 @@ static void tree_free(struct restore_tree *t)
 		close(t->dirfd);
 }
 
-/* Read and check every image, and open every file, before any task exists. */
+/*
+ * Read and check every image, and open every file, before any task exists; in a tree with its
+ * own mounts the files once its root has built them (spawn_root).
+ */
 static int prepare_tree(struct restore_tree *t)
 {
 	/* the tree's own network namespace before anything: every socket is made inside it */
@@ -710,6 +818,11 @@ static int prepare_tree(struct restore_tree *t)
 	for (size_t i = 0; i < t->tasks.len; i++)
 		if (read_task(*vec_at(&t->tasks, struct restore_ctx *, i)))
 			return -1;
+	return t->ns && t->ns->mnt_ns ? 0 : prepare_files(t);
+}
+
+static int prepare_files(struct restore_tree *t)
+{
 	if (files_restore_read(t) || shmem_restore_read(t) || cgroup_restore_prepare(t))
 		return -1;
 	for (size_t i = 0; i < t->tasks.len; i++) {
@@ -749,7 +862,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	t.inet_socks = (struct vec){.elem = inet_sock_size()};
 	t.lazy_pids = (struct vec){.elem = sizeof(pid_t)};
 	t.pid_map = (struct vec)VEC_INIT(struct pid_pair);
-	t.host_ns.uts = t.host_ns.ipc = t.host_ns.mnt = t.host_ns.pid = t.host_ns.cwd = -1;
+	t.host_ns.uts = t.host_ns.ipc = t.host_ns.pid = -1;
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	t.host_netns = -1;

@@ -39,7 +39,7 @@ PROGRAMS=(counter nanosleep poll futex memory fpu signals itimer posix_timer fil
 	tree3 prefork threads200 futex_threads zombies reparent shared_anon tg_signals forker
 	pipes fifo eventfd epoll signalfd timerfd shared_offset fd_tree memfd
 	ghost_files ghost_mmap ghost_tmpfile ghost_remap locks pty inotify
-	sk_unix sk_unix2)
+	sk_unix sk_unix2 sysv_shm)
 HELPERS=(unsupported ghost_big inherit_fd) # programs only the negative tests use
 # Extra dump options of a program, in its restore and leave_running tests.
 declare -A DUMP_ARGS=([ghost_remap]=--link-remap [locks]=--file-locks)
