@@ -597,13 +597,24 @@ static int mount_one(struct restore_tree *t, size_t idx)
 		if (ret)
 			pr_perror("cannot bind %s on %s", from, m->mountpoint);
 	} else {
+		/* a read-only tmpfs is filled first, then made read-only */
+		bool sb_ro = m->has_tmpfs_id && opts_flags(m->super_opts) & MS_RDONLY;
+		char *opts = strdup(m->super_opts ? m->super_opts : "");
+
+		if (sb_ro && opts && !strncmp(opts, "ro", 2) && (!opts[2] || opts[2] == ','))
+			opts[1] = 'w';
 		/* proc and sysfs show the namespaces of the task mounting them: ours */
-		ret = mount(m->source, target, m->fstype, 0, m->super_opts ? m->super_opts : "");
+		ret = opts ? mount(m->source, target, m->fstype, 0, opts) : -1;
 		if (ret)
-			pr_perror("cannot mount %s (%s, %s) on %s", m->source, m->fstype,
-				  m->super_opts, m->mountpoint);
+			pr_perror("cannot mount %s (%s, %s) on %s", m->source, m->fstype, opts,
+				  m->mountpoint);
 		if (!ret && m->has_tmpfs_id && extract_tmpfs(t, m, target))
 			ret = -1;
+		if (!ret && sb_ro && mount(NULL, target, NULL, MS_REMOUNT | MS_RDONLY, NULL)) {
+			pr_perror("cannot make tmpfs %s read-only", m->mountpoint);
+			ret = -1;
+		}
+		free(opts);
 	}
 	if (ret)
 		return -1;

@@ -128,6 +128,15 @@ out:
 	return ret;
 }
 
+static bool same_root(pid_t pid)
+{
+	char path[64];
+	struct stat a, b;
+
+	snprintf(path, sizeof(path), "/proc/%d/root", pid);
+	return !stat(path, &a) && !stat("/", &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 /* Which of the root's namespaces are the tree's own; refuse what cannot come along. */
 static int tree_namespaces(struct dump_tree *t, pid_t root, NsEntry *ns, bool *own)
 {
@@ -160,6 +169,15 @@ static int tree_namespaces(struct dump_tree *t, pid_t root, NsEntry *ns, bool *o
 				return -1;
 			}
 		}
+	}
+	/*
+	 * A mount namespace rooted where crest's is (`ip netns exec`, `unshare -m` make such
+	 * copies) is no container's: the tree's files are where crest sees them, and it is
+	 * restored in crest's.
+	 */
+	if (own[3] && same_root(root)) {
+		pr_info("task %d: its mount namespace has crest's root: not saved", root);
+		own[3] = false;
 	}
 	ns->has_pid_ns = ns->has_uts_ns = ns->has_ipc_ns = ns->has_mnt_ns = true;
 	ns->pid_ns = own[0];

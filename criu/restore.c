@@ -874,7 +874,9 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 		goto out;
 	root->rs.tid = root->child;
 	if (ptrace_get_regs(root->child, &root->rs.regs) || restore_one(root) ||
-	    restore_pgids(&t) || finish_tree(&t) || inet_restore_finish(&t) || release_tree(&t))
+	    restore_pgids(&t) || finish_tree(&t) ||
+	    (t.ns && t.ns->ipc_ns && ipc_restore_fini(t.dirfd)) || inet_restore_finish(&t) ||
+	    release_tree(&t))
 		goto out;
 	for (size_t i = 0; i < t.tasks.len; i++) {
 		struct restore_ctx *r = *vec_at(&t.tasks, struct restore_ctx *, i);

@@ -38,7 +38,7 @@ struct crest_opts {
 	bool tcp_established;		 /* --tcp-established: dump TCP connections */
 	bool ext_unix_sk;		 /* --ext-unix-sk (accepted; later) */
 	bool file_locks;		 /* --file-locks: dump flock/POSIX/OFD locks and leases */
-	bool manage_cgroups;		 /* --manage-cgroups[=MODE] (accepted; later) */
+	bool manage_cgroups;		 /* --manage-cgroups[=MODE]: dump and restore cgroups */
 	const char *manage_cgroups_mode; /* its MODE, NULL when none was given */
 	const char *root;		 /* --root */
 	const char *freeze_cgroup;	 /* --freeze-cgroup: freeze the tree with this cgroup */

@@ -23,6 +23,7 @@
 # netns/<variant>: a tree with its own network namespace, see test/live/netns.sh.
 # lazy/<prog>: the restore test with --lazy-pages (memory filled after the tree runs).
 # migrate/<variant>: live migration between two emulated hosts, see test/live/migrate.sh.
+# cgroup/<variant>: --manage-cgroups on cgroup v1 and v2, see test/live/cgroup.sh.
 #
 # Usage: run.sh [--plain] [--keep] [--list] [TEST|GROUP|PROGRAM|GLOB ...]
 # Prints "PASS name" or "FAIL name (reason)" per test and ends with "N passed, N failed";
@@ -54,6 +55,8 @@ source "$ROOT/test/live/tcp.sh"
 source "$ROOT/test/live/netns.sh"
 # shellcheck source=test/live/migrate.sh
 source "$ROOT/test/live/migrate.sh"
+# shellcheck source=test/live/cgroup.sh
+source "$ROOT/test/live/cgroup.sh"
 PREDUMP_LEAVE_RUNNING=(counter memory tree3)
 # Restored with --lazy-pages (lazy/<prog>): memory-heavy, threaded, forking, signal-heavy ones.
 LAZY_PROGRAMS=(memory memwriter counter brk threads200 forker tree3 prefork futex_threads signals
@@ -207,6 +210,7 @@ cleanup() {
 	tcp_cleanup
 	netns_cleanup
 	migrate_cleanup
+	cgroup_cleanup
 	kill_holders
 	for entry in "${STARTED[@]}"; do
 		kill_ours "${entry%%:*}" "${entry#*:}"
@@ -246,6 +250,7 @@ else
 	ALL_TESTS+=("${NETNS_TESTS[@]}")
 	for p in "${LAZY_PROGRAMS[@]}"; do ALL_TESTS+=("lazy/$p"); done
 	ALL_TESTS+=("${MIG_TESTS[@]}")
+	ALL_TESTS+=("${CGROUP_TESTS[@]}")
 fi
 
 # A pattern selects a test by full name, group (before the slash), program (after it) or glob.
@@ -1537,6 +1542,7 @@ for t in "${TESTS[@]}"; do
 	netns/*) prog=netns_echo && netns_body "${t#*/}" ;;
 	lazy/*) lazy_body "$prog" ;;
 	migrate/*) prog=mig_dirty && migrate_body "${t#*/}" ;;
+	cgroup/*) prog=${CG_PROG[$t]} && cgroup_body "${t#*/}" ;;
 	*) restore_body "$prog" ;;
 	esac
 	rc=$?
