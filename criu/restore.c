@@ -242,9 +242,19 @@ static void child_unregister_rseq(void)
 
 #define HELPERS_PER_MSG 250
 
-/* The root of a tree with its own mounts: crest's helper fds, once its mounts exist. */
+/*
+ * The root of a tree with its own mounts: crest's helper fds, once its mounts exist.  Each
+ * arrives at the lowest free number, maybe one a helper must take: all are first put above
+ * the highest helper number (the first message), and only then in place.
+ */
 static int receive_helpers(int sk)
 {
+	struct {
+		int tmp, num;
+	} *got = NULL;
+	size_t n_got = 0;
+	int top = -1;
+
 	for (;;) {
 		union {
 			char buf[CMSG_SPACE(HELPERS_PER_MSG * sizeof(int))];
@@ -260,23 +270,48 @@ static int receive_helpers(int sk)
 		ssize_t n = recvmsg(sk, &mh, 0);
 		size_t count;
 
+		if (n == 1)
+			break; /* the end */
 		if (n <= 0 || n % sizeof(int))
-			return n == 1 ? 0 : -1; /* one byte: the end */
-		c = CMSG_FIRSTHDR(&mh);
+			return -1;
 		count = n / sizeof(int);
+		if (top < 0) {
+			top = nums[0];
+			continue;
+		}
+		c = CMSG_FIRSTHDR(&mh);
 		if (!c || c->cmsg_type != SCM_RIGHTS ||
 		    c->cmsg_len != CMSG_LEN(count * sizeof(int)))
 			return -1;
+		got = realloc(got, (n_got + count) * sizeof(*got));
+		if (!got)
+			return -1;
 		fds = (int *)CMSG_DATA(c);
-		for (size_t i = 0; i < count; i++)
-			if (dup2(fds[i], nums[i]) != nums[i] || close(fds[i]))
+		for (size_t i = 0; i < count; i++, n_got++) {
+			got[n_got].num = nums[i];
+			got[n_got].tmp = fcntl(fds[i], F_DUPFD, top + 1);
+			if (got[n_got].tmp < 0 || close(fds[i]))
 				return -1;
+		}
 	}
+	for (size_t i = 0; i < n_got; i++)
+		if (dup2(got[i].tmp, got[i].num) != got[i].num || close(got[i].tmp))
+			return -1;
+	free(got);
+	return 0;
 }
 
 static int send_helpers(struct restore_tree *t, int sk)
 {
-	for (size_t i = 0; i <= t->helpers.len; i += HELPERS_PER_MSG) {
+	int top = 0;
+
+	for (size_t i = 0; i < t->helpers.len; i++)
+		top = max_t(int, top, *vec_at(&t->helpers, int, i));
+	if (write(sk, &top, sizeof(top)) != sizeof(top)) {
+		pr_perror("cannot hand the tree's files to its root");
+		return -1;
+	}
+	for (size_t i = 0; i < t->helpers.len; i += HELPERS_PER_MSG) {
 		size_t count = min_t(size_t, t->helpers.len - i, HELPERS_PER_MSG);
 		union {
 			char buf[CMSG_SPACE(HELPERS_PER_MSG * sizeof(int))];
@@ -287,8 +322,6 @@ static int send_helpers(struct restore_tree *t, int sk)
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 		struct cmsghdr *c;
 
-		if (!count)
-			break;
 		mh.msg_control = u.buf;
 		mh.msg_controllen = CMSG_SPACE(count * sizeof(int));
 		c = CMSG_FIRSTHDR(&mh);
