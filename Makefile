@@ -60,7 +60,7 @@ $(B)/bench/%: test/bench/%.c
 deps:
 	@bash scripts/install-deps.sh
 
-build-tests: all $(LIVE_BINS) test/unit/unit-tests
+build-tests: all $(LIVE_BINS) test/unit/unit-tests $(B)/ctr-service
 
 test: deps
 	@$(MAKE) --no-print-directory build-tests
@@ -73,13 +73,18 @@ live: build-tests
 	@bash test/live/run.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory all $(B)/demo-counter
+	@$(MAKE) --no-print-directory all $(B)/demo-counter $(B)/ctr-service
 	@bash scripts/demo.sh
 
 # The demo's workload: a counter that logs a line every 100 ms.
 $(B)/demo-counter: scripts/demo-counter.c
 	@mkdir -p $(B)
 	$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE -Wall -o $@ $<
+
+# The sample container's service (scripts/container.sh): static, it runs in a bare rootfs.
+$(B)/ctr-service: scripts/ctr-service.c
+	@mkdir -p $(B)
+	$(CC) -O2 -static -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -o $@ $<
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 #
 # crest demo: checkpoint a running counter, show it is gone, restore it with the same PID and
-# show it counting on from where it stopped.  Run through `make demo` (which builds first), as
+# show it counting on from where it stopped; then the same for the sample container
+# (scripts/demo-container.sh).  Run through `make demo` (which builds first), as
 # root.  Exits non-zero when the restored counter did not continue.
 
 set -u
@@ -144,3 +145,6 @@ counter_alive "$pid" && fail "pid $pid did not stop"
 
 printf '\ndemo: OK: pid %s stopped at count %s, was restored and counted on to %s\n' \
 	"$pid" "$before" "$now"
+
+# Part 2: a whole container, with its namespaces, IPC objects and mounts.
+bash scripts/demo-container.sh || exit 1

@@ -17,6 +17,7 @@ PKGS=(
 	rsync					# filesystem passes
 	drbd-utils kmod				# migrate --fs-sync drbd (tested in dry-run mode)
 	iproute2 procps util-linux		# ip netns, ps, setsid for tests and demo
+	busybox-static				# the sample container (scripts/container.sh)
 )
 
 missing=()

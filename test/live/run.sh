@@ -24,6 +24,8 @@
 # lazy/<prog>: the restore test with --lazy-pages (memory filled after the tree runs).
 # migrate/<variant>: live migration between two emulated hosts, see test/live/migrate.sh.
 # cgroup/<variant>: --manage-cgroups on cgroup v1 and v2, see test/live/cgroup.sh.
+# container/<variant>: the sample container (pid, mount, uts, ipc, net namespaces, IPC,
+# cgroups), see test/live/container.sh.
 #
 # Usage: run.sh [--plain] [--keep] [--list] [TEST|GROUP|PROGRAM|GLOB ...]
 # Prints "PASS name" or "FAIL name (reason)" per test and ends with "N passed, N failed";
@@ -57,6 +59,8 @@ source "$ROOT/test/live/netns.sh"
 source "$ROOT/test/live/migrate.sh"
 # shellcheck source=test/live/cgroup.sh
 source "$ROOT/test/live/cgroup.sh"
+# shellcheck source=test/live/container.sh
+source "$ROOT/test/live/container.sh"
 PREDUMP_LEAVE_RUNNING=(counter memory tree3)
 # Restored with --lazy-pages (lazy/<prog>): memory-heavy, threaded, forking, signal-heavy ones.
 LAZY_PROGRAMS=(memory memwriter counter brk threads200 forker tree3 prefork futex_threads signals
@@ -211,6 +215,7 @@ cleanup() {
 	netns_cleanup
 	migrate_cleanup
 	cgroup_cleanup
+	container_cleanup
 	kill_holders
 	for entry in "${STARTED[@]}"; do
 		kill_ours "${entry%%:*}" "${entry#*:}"
@@ -251,6 +256,7 @@ else
 	for p in "${LAZY_PROGRAMS[@]}"; do ALL_TESTS+=("lazy/$p"); done
 	ALL_TESTS+=("${MIG_TESTS[@]}")
 	ALL_TESTS+=("${CGROUP_TESTS[@]}")
+	ALL_TESTS+=("${CONTAINER_TESTS[@]}")
 fi
 
 # A pattern selects a test by full name, group (before the slash), program (after it) or glob.
@@ -1543,6 +1549,7 @@ for t in "${TESTS[@]}"; do
 	lazy/*) lazy_body "$prog" ;;
 	migrate/*) prog=mig_dirty && migrate_body "${t#*/}" ;;
 	cgroup/*) prog=${CG_PROG[$t]} && cgroup_body "${t#*/}" ;;
+	container/*) prog=ctr-service && container_body "${t#*/}" ;;
 	*) restore_body "$prog" ;;
 	esac
 	rc=$?
