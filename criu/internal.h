@@ -216,6 +216,7 @@ struct pid_pair {
 
 /* ns.c: a container's namespaces */
 int ns_dump(struct dump_tree *t);
+bool ns_is_pid_init(pid_t pid); /* pid 1 of a pid namespace below crest's */
 int ns_dump_pids(struct dump_tree *t, struct dump_ctx *d, PstreeEntry *ps, uint32_t *ns_tids);
 int ns_restore_enter(struct restore_tree *t);
 int ns_restore_pids(struct restore_tree *t, const PstreeEntry *ps);

@@ -187,6 +187,14 @@ static int tree_namespaces(struct dump_tree *t, pid_t root, NsEntry *ns, bool *o
 	return 0;
 }
 
+bool ns_is_pid_init(pid_t pid)
+{
+	uint32_t nspid = 0, mine = 0;
+	int levels = ns_ids(pid, pid, &nspid, NULL, NULL);
+
+	return levels > 0 && nspid == 1 && levels > ns_ids(getpid(), getpid(), &mine, NULL, NULL);
+}
+
 /* The root must be the init of its own pid namespace, one level below crest's. */
 static int check_pid_ns(struct dump_tree *t, pid_t root)
 {
