@@ -642,9 +642,14 @@ static int start_rsyncd(const struct crest_opts *o, int port)
 			close(fd);
 		return -1;
 	}
+	/*
+	 * Chrooted into the module: without a chroot the daemon rewrites absolute symbolic
+	 * links to keep them inside the module, and a container's tree is full of them
+	 * (busybox's applets), meant for its own root.  numeric ids: no user lookups there.
+	 */
 	fprintf(f,
-		"use chroot = no\nuid = 0\ngid = 0\n[" RSYNC_MODULE "]\n  path = %s\n"
-		"  read only = false\n",
+		"use chroot = yes\nnumeric ids = yes\nuid = 0\ngid = 0\n"
+		"[" RSYNC_MODULE "]\n  path = %s\n  read only = false\n",
 		o->root);
 	fclose(f);
 	snprintf(cport, sizeof(cport), "--port=%d", port);

@@ -44,6 +44,14 @@
 #                       time for); the destination's tree must then be identical to the
 #                       source's (diff -r, and rsync -c finds nothing to do), and the program
 #                       finds every file as its model says
+#   migrate/container   the sample container (scripts/container.sh: pid, mount, uts, ipc and
+#                       network namespaces, SysV and POSIX IPC, tmpfs, a veth to its host)
+#                       migrates with --root its rootfs while files change in it during the
+#                       first pass: on the destination its init has the same PID in the host
+#                       (1 inside), the service answers with the state it had (counter, shm,
+#                       semaphores, queues, tmpfs file) through the veth's end there and goes
+#                       on, ps/hostname//proc/mounts inside are as before, the destination's
+#                       rootfs equals the source's, nothing of it is left on the source
 #   migrate/agent_killed_precopy  the agent SIGKILLed in round 2, once 4 MiB of it arrived
 #                       (the link slowed down to 200 Mbit/s, rounds of 32 MiB)
 #   migrate/agent_killed_restore  the agent SIGKILLed once it logs that it restores a task
@@ -69,6 +77,7 @@
 #                       migrating to that agent works
 
 MIG_TESTS=(migrate/memory migrate/lazy migrate/tcp migrate/tcp_external migrate/root
+	migrate/container
 	migrate/agent_killed_precopy
 	migrate/agent_killed_restore migrate/link_down_final migrate/drbd migrate/refused)
 # mig_dirty runs as plain/mig_dirty too; the others are built by mig_build (not plain-runnable)
@@ -744,6 +753,100 @@ mig_root_body() {
 	sleep "$RUN_AFTER"
 	verdict "$PID" || return 1
 	exited "$PID"
+}
+
+# --- migrate/container ----------------------------------------------------------------------
+
+# mig_ctr HOST ARGS...: scripts/container.sh in a host.
+mig_ctr() {
+	local host=$1
+	shift
+	mig_in "$host" bash "$ROOT/scripts/container.sh" "$@"
+}
+
+# Our pid of the container's init that has PID lpid in a host: 1 inside, the rootfs's token.
+mig_ctr_outer() {
+	local want=$2 token=$3 f p ids
+	for f in /proc/[0-9]*/status; do
+		ids=$(awk '/^NSpid:/ { $1 = ""; print }' "$f" 2>/dev/null)
+		read -r -a ids <<<"$ids"
+		[ "${#ids[@]}" = 3 ] && [ "${ids[1]}" = "$want" ] && [ "${ids[2]}" = 1 ] || continue
+		p=${f#/proc/}
+		p=${p%%/*}
+		[ "$(cat "/proc/$p/root/.crest-ctr-id" 2>/dev/null)" = "$token" ] && echo "$p" && return 0
+	done
+	return 1
+}
+
+# What the container looks like from inside: ps, hostname, mounts, its files.
+mig_ctr_view() {
+	nsenter -t "$1" -a -r -w env PATH=/bin sh -c \
+		'ps -o pid,user,args; hostname; domainname; cat /proc/mounts; ls -l /tmp /run' \
+		2>&1 | grep -v ' ps -o '
+}
+
+mig_container_body() {
+	local dir=$TDIR/ctr droot=$TDIR/ctrroot token before after now d view0 view1 i n
+	mig_hosts_up || return 1
+	# the destination's copy of the root is elsewhere: its restore mounts that as the root
+	mkdir -p "$droot"
+	mig_in src sh -c "echo $MIG_FIRST_PID >/proc/sys/kernel/ns_last_pid"
+	if ! MIG_LPID=$(mig_ctr src start --dir "$dir" 2>"$TDIR/ctr.err"); then
+		REASON="the container did not start: $(tail -n 1 "$TDIR/ctr.err")"
+		return 1
+	fi
+	token=$(cat "$dir/rootfs/.crest-ctr-id")
+	PID=$(mig_ctr_outer src "$MIG_LPID" "$token")
+	for i in 1 2 3; do
+		mig_ctr src query 10.88.0.2 get >/dev/null || {
+			REASON="the service does not answer on the source"
+			return 1
+		}
+	done
+	before=$(mig_ctr src query 10.88.0.2 peek)
+	view0=$(mig_ctr_view "$PID")
+	mig_agent_start agent --root "$droot" || return 1
+	# files change in the root while the first pass copies it, and stop before the freeze
+	(for ((i = 0; i < 400; i++)); do
+		echo "$i" >"$dir/rootfs/srv/data/changing-$((i % 50))"
+		[ -e "$TDIR/quiet" ] && exit 0
+		sleep 0.005
+	done) &
+	mig_migrate_bg mig --root "$dir/rootfs"
+	mig_wait_file "$TDIR/mig-progress.log" '^file system pass 1: ' 20000
+	touch "$TDIR/quiet"
+	wait %1 2>/dev/null
+	mig_migrate_wait mig
+	mig_succeeded mig || return 1
+	MIG_LCHILD="" MIG_LTHREAD=""
+	if ! PID=$(mig_ctr_outer dst "$MIG_LPID" "$token"); then
+		REASON="no container init $MIG_LPID in the destination host"
+		return 1
+	fi
+	after=$(mig_ctr dst query 10.88.0.2 peek 2>&1)
+	if [ "$before" != "$after" ]; then
+		REASON="the service's state changed: '$before' -> '$after'"
+		return 1
+	fi
+	view1=$(mig_ctr_view "$PID")
+	if [ "$view0" != "$view1" ]; then
+		REASON="the container looks different inside: $(diff <(echo "$view0") \
+			<(echo "$view1") | grep '^[<>]' | head -n 4 | tr '\n' ' ')"
+		return 1
+	fi
+	# before the service writes there again
+	d=$(mig_tree_diff "$dir/rootfs" "$droot")
+	if [ -n "$d" ]; then
+		REASON="the destination's root differs from the source's: $d"
+		return 1
+	fi
+	now=$(mig_ctr dst query 10.88.0.2 get 2>&1)
+	n=$(sed -n 's/^counter=\([0-9]*\) .*/\1/p' <<<"$before")
+	if [[ $now != "counter=$((n + 1)) "* ]]; then
+		REASON="the service did not go on: '$before' then '$now'"
+		return 1
+	fi
+	echo "    $T: $now"
 }
 
 # --- failures -------------------------------------------------------------------------------
