@@ -158,6 +158,9 @@ void pipes_restore_fini(struct restore_tree *t);
 size_t pipe_obj_size(void);
 size_t inet_sock_size(void);
 
+/* mqueue.c: notifications, once the task closed crest's fds (a close by the owner ends one) */
+int mqueue_restore_late(struct restore_ctx *r);
+
 /* lazy.c: --lazy-pages */
 int lazy_take(struct restore_ctx *r);
 
@@ -208,6 +211,7 @@ struct restore_tree {
 		int uts, ipc, pid; /* crest's own while it is in the tree's, or -1 */
 	} host_ns;
 	struct vec pid_map; /* struct pid_pair: pids in the tree's pid namespace */
+	struct vec mq_notify; /* mqueue.c: notifications to register again, late */
 };
 
 struct pid_pair {

@@ -15,8 +15,9 @@
  * Not restored: semaphore undo values (semadj): the kernel has no interface that reads them,
  * so a task's SEM_UNDO adjustments are lost.  The times and pids of the last operations
  * (shm_atime, sempid, msg_lspid, ...), which nothing can set.  A POSIX queue's notification
- * registration is recorded only: it belongs to the task that made it, which must call
- * mq_notify again (sigev_value and a SIGEV_THREAD socket are not visible at all).
+ * registration is recorded here only: it belongs to the task that made it, which registers
+ * again through its fd of the queue (mqueue.c); sigev_value and a SIGEV_THREAD socket are not
+ * visible at all.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1065,9 +1066,7 @@ static int restore_mq(const IpcMqEntry *e)
 		}
 	}
 	close(fd);
-	if (!ret && e->has_notify_pid && e->notify_pid)
-		pr_warn("ipc: mqueue %s: the notification registered by %u is not restored", path,
-			e->notify_pid);
+	/* the registration is its owner's to make again, through its fd (mqueue.c) */
 	return ret;
 }
 

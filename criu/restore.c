@@ -736,7 +736,7 @@ static int finish_tree(struct restore_tree *t)
 		if (tty_restore_late(r) || locks_restore(r) ||
 		    rcheck(r, "close crest's fds",
 			   rsys3(&r->rs, SYS_close_range, r->helper_base, ~0U, 0)) ||
-		    rsys_scratch_unmap(&r->rs))
+		    mqueue_restore_late(r) || rsys_scratch_unmap(&r->rs))
 			return -1;
 	}
 	return 0;
@@ -828,6 +828,7 @@ static void tree_free(struct restore_tree *t)
 	vec_free(&t->helpers);
 	vec_free(&t->group_helpers);
 	vec_free(&t->pid_map);
+	vec_free(&t->mq_notify);
 	for (size_t i = 0; i < t->shmems.len; i++)
 		shmem_entry__free_unpacked(*vec_at(&t->shmems, ShmemEntry *, i), NULL);
 	vec_free(&t->shmems);

@@ -4,7 +4,9 @@
  * message queue open as an fd, in crest's own ipc namespace (the objects outlive the tree).
  * After SIGTERM: the segment is attached at the same address in both, with its pattern; the
  * root writes a go word, the child must see it and answer through the segment (one object,
- * not two copies); the queue fd still reads the two queued messages in order.
+ * not two copies); the queue fd still reads the two queued messages in order, and the
+ * notification the root registered on it (SIGUSR1) comes when a message arrives in the
+ * emptied queue.
  */
 #include <fcntl.h>
 #include <mqueue.h>
@@ -22,6 +24,13 @@
 #define SEED 0x5359535600000000ull
 #define GO 0x60606060u
 #define ACK 0xacacacacu
+
+static volatile sig_atomic_t notified;
+
+static void on_usr1(int sig)
+{
+	notified = 1;
+}
 
 int main(void)
 {
@@ -44,8 +53,12 @@ int main(void)
 	ctl = (volatile unsigned int *)seg;
 	snprintf(name, sizeof(name), "/crest-live-%d", getpid());
 	mq = mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, &attr);
-	if (mq < 0 || mq_send(mq, "first", 6, 1) || mq_send(mq, "second", 7, 1))
-		tl_fail("mq_open/mq_send %s: %m", name);
+	struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1};
+
+	signal(SIGUSR1, on_usr1);
+	if (mq < 0 || mq_send(mq, "first", 6, 1) || mq_send(mq, "second", 7, 1) ||
+	    mq_notify(mq, &sev))
+		tl_fail("mq_open/mq_send/mq_notify %s: %m", name);
 	child = fork();
 	if (child == 0) {
 		while (ctl[0] != GO)
@@ -68,6 +81,12 @@ int main(void)
 		  "first message");
 	tl_expect(mq_receive(mq, msg, sizeof(msg), &prio) == 7 && !strcmp(msg, "second"),
 		  "second message");
+	tl_expect(!notified, "notified before a message arrived in the empty queue");
+	tl_expect(!mq_send(mq, "third", 6, 1), "mq_send: %m");
+	deadline = tl_now_ns() + 2 * TL_NSEC_PER_SEC;
+	while (!notified && tl_now_ns() < deadline)
+		usleep(1000);
+	tl_expect(notified, "no notification when a message arrived in the empty queue");
 	mq_unlink(name);
 	shmdt(seg);
 	shmctl(shmid, IPC_RMID, NULL);
