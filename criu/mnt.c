@@ -93,14 +93,17 @@ static int parse_line(char *line, struct mountinfo *m)
 	if (!dash)
 		return -1;
 	*dash = 0;
-	for (char *p = strtok_r(line, " ", &sp); p && n < 6; p = strtok_r(NULL, " ", &sp))
-		f[n++] = p;
+	/* six fields, then the optional ones up to the dash: taken whole */
+	sp = line;
+	while (n < 6 && (f[n] = strsep(&sp, " ")))
+		n++;
 	if (n < 6 || sscanf(f[2], "%u:%u", &maj, &min) != 2)
 		return -1;
 	m->optional = strdup(sp ? sp : "");
 	n = 0;
-	for (char *p = strtok_r(dash + 3, " ", &sp); p && n < 3; p = strtok_r(NULL, " ", &sp))
-		rest[n++] = p;
+	sp = dash + 3;
+	while (n < 3 && (rest[n] = strsep(&sp, " ")))
+		n++;
 	if (n < 3)
 		return -1;
 	m->id = strtoul(f[0], NULL, 10);
@@ -544,19 +547,29 @@ static int extract_tmpfs(struct restore_tree *t, const MountEntry *m, const char
 	return ret;
 }
 
-/* An earlier mount of the same filesystem whose root holds m's: bind from there. */
+/*
+ * An earlier mount of the same filesystem whose root holds m's: bind from there; a slave from
+ * its master's peer group when there is one (the bind joins the group, MS_SLAVE then makes
+ * it the group's slave).
+ */
 static const MountEntry *bind_source(const struct restore_tree *t, const MountEntry *m, size_t upto)
 {
+	const MountEntry *found = NULL;
+
 	for (size_t i = 0; i < upto; i++) {
 		const MountEntry *s = t->ns->mounts[i];
 		size_t len = strlen(s->root);
 
 		if (s->dev != m->dev || strncmp(m->root, s->root, len))
 			continue;
-		if (!strcmp(s->root, "/") || m->root[len] == '/' || !m->root[len])
+		if (strcmp(s->root, "/") && m->root[len] != '/' && m->root[len])
+			continue;
+		if (m->has_master && s->has_shared && s->shared == m->master)
 			return s;
+		if (!found)
+			found = s;
 	}
-	return NULL;
+	return found;
 }
 
 /* Where m comes from: a bind (from set), or NULL for a new instance of its filesystem. */

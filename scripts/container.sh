@@ -20,7 +20,8 @@
 #         /dev/pts   devpts newinstance,ptmxmode=0666   /dev/mqueue  mqueue
 #         /dev/shm   tmpfs    /tmp  tmpfs size=16m    /run  tmpfs
 #         /data      a bind mount of DIR/rootfs/srv/data (the container's volume)
-#         /etc/ro    a read-only bind mount of DIR/rootfs/srv/ro
+#         /etc/ro    a read-only bind mount of DIR/rootfs/srv/ro, unbindable
+#         /mnt/slave a bind mount of /data, which is shared, made its slave
 #         /mnt/stack (--stack) a tmpfs holding "lower" with a second tmpfs holding "upper"
 #                    mounted over it
 #       then pivot_root into its root, the old root unmounted: it sees only its own tree.
@@ -212,6 +213,11 @@ m -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
 m --bind "$rootfs/srv/data" "$root/data"
 m --bind "$rootfs/srv/ro" "$root/etc/ro"
 m -o remount,bind,ro "$root/etc/ro"
+# propagation: /data shared, /mnt/slave its slave, /etc/ro unbindable
+m --make-shared "$root/data"
+m --bind "$root/data" "$root/mnt/slave"
+m --make-slave "$root/mnt/slave"
+m --make-unbindable "$root/etc/ro"
 if [ "$stack" = 1 ]; then
 	m -t tmpfs -o size=1m tmpfs "$root/mnt/stack"
 	echo lower >"$root/mnt/stack/lower"
@@ -234,7 +240,7 @@ exec /bin/busybox setsid /init
 
 build_rootfs() {
 	local r=$1 token=$2
-	mkdir -p "$r"/{bin,etc/ro,proc,sys,dev,tmp,run,data,srv/data,srv/ro,mnt/stack,root}
+	mkdir -p "$r"/{bin,etc/ro,proc,sys,dev,tmp,run,data,srv/data,srv/ro,mnt/stack,mnt/slave,root}
 	mkdir -p "$r"/var/lib/ctr
 	cp "$BUSYBOX" "$r/bin/busybox"
 	# the applets' links point at /bin/busybox as the container sees it

@@ -263,7 +263,9 @@ CTR_INSIDE='
 echo "## ps"; ps -o pid,ppid,pgid,sid,user,args | awk -v me=$$ "\$1 != me && \$2 != me"
 echo "## uts: $(hostname) $(cat /proc/sys/kernel/domainname)"
 echo "## /proc/mounts"; cat /proc/mounts
-echo "## mountinfo"; sed "s/^[0-9]* [0-9]* [0-9]*:[0-9]* //" /proc/self/mountinfo
+# peer group numbers are new after a restore
+echo "## mountinfo"
+sed -E "s/^[0-9]+ [0-9]+ [0-9]+:[0-9]+ //; s/(shared|master):[0-9]+/\1/g" /proc/self/mountinfo
 echo "## ls"; ls -l /tmp /run /data /etc/ro /mnt/stack
 # pseudo filesystems: their times are the kernel'"'"'s (mount, last message), not restorable
 echo "## /dev"
