@@ -231,6 +231,7 @@ pid_t ns_pid_of(const struct restore_tree *t, pid_t pid);
 /* mnt.c: its mount namespace */
 int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns);
 void mnt_dump_free(NsEntry *ns);
+MountEntry *mnt_entry_parse(const char *line); /* one mountinfo line (unit tests) */
 int mnt_restore_prepare(struct restore_tree *t);
 int mnt_root_child(const struct restore_tree *t);
 void mnt_restore_root_made(pid_t pid);

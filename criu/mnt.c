@@ -327,6 +327,25 @@ static MountEntry *mount_entry(const struct mountinfo *mi, const struct vec *own
 	return m;
 }
 
+/* One line of mountinfo as the image keeps it (no host path); NULL when malformed. */
+MountEntry *mnt_entry_parse(const char *line)
+{
+	struct mountinfo mi = {0};
+	struct vec one = VEC_INIT(struct mountinfo), none = VEC_INIT(struct mountinfo);
+	char *copy = strdup(line);
+	MountEntry *m = NULL;
+
+	if (copy && !parse_line(copy, &mi))
+		m = mount_entry(&mi, &none);
+	if (vec_push(&one))
+		*vec_at(&one, struct mountinfo, 0) = mi;
+	else
+		free(mi.root);
+	mountinfo_free(&one);
+	free(copy);
+	return m;
+}
+
 /*
  * Parents before children: the root (whose parent is not in the list) first, then the others
  * in the kernel's order (the order they were made in, which the restore keeps: /proc/mounts
