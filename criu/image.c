@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "util.h"
 #include "image.h"
 #include "log.h"
 
@@ -47,6 +48,7 @@ struct cr_img {
 	unsigned char *rbuf;
 	size_t rlen, rpos;
 	uint64_t size;
+	bool direct; /* writes with O_DIRECT */
 };
 
 struct img_kind_info {
@@ -177,12 +179,40 @@ void img_attach_sink(int dirfd, struct img_sink *sink)
 }
 
 /* Hand bytes to the file and to the sink, whichever the image has. */
+static void img_set_buffered(struct cr_img *img)
+{
+	int fl = img->fd >= 0 ? fcntl(img->fd, F_GETFL) : -1;
+
+	if (img->direct && fl >= 0)
+		fcntl(img->fd, F_SETFL, fl & ~O_DIRECT);
+	img->direct = false;
+}
+
+/*
+ * Write a pages image around the page cache: a final dump's few MiB then cost what the disk
+ * takes, steadily, instead of what the page cache's allocation costs at the moment (5 to 60 ms
+ * for 16 MiB on the test VM).  Unaligned pieces (compressed runs) fall back to buffered.
+ */
+void img_set_direct(struct cr_img *img)
+{
+	int fl = img->fd >= 0 ? fcntl(img->fd, F_GETFL) : -1;
+
+	if (fl >= 0 && img_kind_is_pages(img->kind) && !fcntl(img->fd, F_SETFL, fl | O_DIRECT))
+		img->direct = true;
+}
+
 static int img_out(struct cr_img *img, const void *buf, size_t len)
 {
 	size_t done = 0;
 
 	while (img->fd >= 0 && done < len) {
 		ssize_t n = write(img->fd, (const char *)buf + done, len - done);
+
+		/* an unaligned piece: the rest goes through the page cache */
+		if (n < 0 && errno == EINVAL && img->direct) {
+			img_set_buffered(img);
+			continue;
+		}
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -253,7 +283,9 @@ struct cr_img *img_open_write(int dirfd, enum img_kind kind, pid_t pid)
 			close(fd);
 		return NULL;
 	}
-	img->wbuf = malloc(WBUF_SIZE);
+	/* page-aligned: a pages image may be written with O_DIRECT (img_set_direct) */
+	if (posix_memalign((void **)&img->wbuf, PAGE_SIZE, WBUF_SIZE))
+		img->wbuf = NULL;
 	if (!img->wbuf) {
 		pr_err("%s: out of memory", img->path);
 		img_close(img);
@@ -568,6 +600,7 @@ static void img_seal(struct cr_img *img)
 		.payload = img->written - img->hdr_size,
 	};
 
+	img_set_buffered(img);
 	if (img->fd >= 0 && pwrite(img->fd, &hdr, sizeof(hdr), 0) != sizeof(hdr)) {
 		pr_perror("%s: cannot write the header", img->path);
 		img->failed = true;

@@ -111,6 +111,9 @@ int img_fd(const struct cr_img *img);
 enum img_kind img_kind(const struct cr_img *img);
 const char *img_path(const struct cr_img *img);
 
+/* Write this pages image with O_DIRECT from now on (best effort). */
+void img_set_direct(struct cr_img *img);
+
 /* Flush and close; -1 when data could not be written (e.g. ENOSPC). NULL is fine. */
 int img_close(struct cr_img *img);
 

@@ -544,21 +544,26 @@ static bool batchable(const struct page_step *s)
 }
 
 /*
- * Steps [0, n) gathered: small runs scattered over a VMA (an incremental dump's dirty pages)
- * are copied with one page-map read and one process_vm_readv() for all of them, instead of
- * two system calls each.  Only when every page is the task's alone (see read_pages());
- * returns 1, having done nothing, when one is not.
+ * Steps [0, n) gathered: small runs scattered over a VMA (an incremental dump's dirty pages,
+ * between runs left in the parent or zero, which are only written down) are copied with one
+ * page-map read and one process_vm_readv() for all of them, instead of two system calls each.
+ * Only when every page is the task's alone (see read_pages()); returns 1, having done nothing,
+ * when one is not.
  */
 static int copy_batch(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
 		      const struct page_step *steps, size_t n)
 {
 	static uint64_t pm[BATCH_SPAN_PAGES];
 	static struct iovec remote[FILL_IOV_MAX];
-	unsigned long base = steps[0].start;
-	size_t span = (steps[n - 1].end - base) / PAGE_SIZE, total = 0;
+	unsigned long base = steps[0].start, end = base;
+	size_t span, total = 0, nr = 0;
 	struct iovec local;
 	ssize_t got;
 
+	for (size_t i = 0; i < n; i++)
+		if (!steps[i].flags)
+			end = steps[i].end;
+	span = (end - base) / PAGE_SIZE;
 	if (pread(w->pagemap_fd, pm, span * 8, base / PAGE_SIZE * 8) != (ssize_t)(span * 8)) {
 		pr_perror("cannot read the page map of %d", d->pid);
 		return -1;
@@ -567,47 +572,61 @@ static int copy_batch(struct dump_ctx *d, struct pagemap_writer *w, char *buf,
 		size_t first = (steps[i].start - base) / PAGE_SIZE;
 		size_t len = steps[i].end - steps[i].start;
 
+		if (steps[i].flags)
+			continue;
 		for (size_t p = first; p < first + len / PAGE_SIZE; p++)
 			if (!(pm[p] & PM_EXCLUSIVE))
 				return 1;
-		remote[i] = (struct iovec){(void *)steps[i].start, len};
+		remote[nr++] = (struct iovec){(void *)steps[i].start, len};
 		total += len;
 	}
 	local = (struct iovec){buf, total};
-	got = process_vm_readv(d->pid, &local, 1, remote, n, 0);
+	got = process_vm_readv(d->pid, &local, 1, remote, nr, 0);
 	if (got != (ssize_t)total) {
-		pr_perror("cannot read %zu runs of memory at %#lx of %d", n, base, d->pid);
+		pr_perror("cannot read %zu runs of memory at %#lx of %d", nr, base, d->pid);
 		return -1;
 	}
 	for (size_t i = 0, off = 0; i < n; i++) {
-		size_t len = steps[i].end - steps[i].start;
+		const struct page_step *s = &steps[i];
+		size_t len = s->end - s->start;
 
-		w->vma_start = steps[i].vma_start;
-		if (pm_emit_chunk(w, steps[i].start, buf + off, len / PAGE_SIZE,
-				  steps[i].src.elide_zero))
+		w->vma_start = s->vma_start;
+		if (s->flags ? pm_emit(w, s->start, len / PAGE_SIZE, s->flags, NULL)
+			     : pm_emit_chunk(w, s->start, buf + off, len / PAGE_SIZE,
+					     s->src.elide_zero))
 			return -1;
-		off += len;
+		off += s->flags ? 0 : len;
 	}
 	return 0;
 }
 
-/* How many steps from i on go into one batch (0: step i is not for batching). */
+/*
+ * How many steps from i on go into one batch (0 or 1: step i is not for batching): runs to
+ * copy, and between them runs only written down; the batch ends with a run to copy.
+ */
 static size_t batch_len(const struct vec *plan, size_t i)
 {
 	const struct page_step *first = vec_at(plan, struct page_step, i);
-	size_t n = 0, bytes = 0;
+	size_t n = 0, last = 0, nr = 0, bytes = 0;
 
-	while (i + n < plan->len && n < FILL_IOV_MAX) {
+	if (!batchable(first))
+		return 0;
+	while (i + n < plan->len && nr < FILL_IOV_MAX) {
 		const struct page_step *s = vec_at(plan, struct page_step, i + n);
 
-		if (!batchable(s) || bytes + (s->end - s->start) > READ_CHUNK ||
-		    (s->end - first->start) / PAGE_SIZE > BATCH_SPAN_PAGES ||
-		    (n && s->start < vec_at(plan, struct page_step, i + n - 1)->end))
+		if (n && s->start < vec_at(plan, struct page_step, i + n - 1)->end)
 			break;
-		bytes += s->end - s->start;
+		if (!s->flags) {
+			if (!batchable(s) || bytes + (s->end - s->start) > READ_CHUNK ||
+			    (s->end - first->start) / PAGE_SIZE > BATCH_SPAN_PAGES)
+				break;
+			bytes += s->end - s->start;
+			nr++;
+			last = n + 1;
+		}
 		n++;
 	}
-	return n;
+	return last;
 }
 
 /* Copy what the plan says and write the pagemap and pages images. */
@@ -647,6 +666,10 @@ int pages_execute(struct dump_ctx *d, MmEntry *mm)
 	w.pages = img_open_write(d->dirfd, IMG_PAGES, d->pid);
 	if (!w.pages)
 		goto out;
+	/* the final round of a pre-copy, frozen: its few MiB straight to the disk */
+	if (d->tree->prev_dirfd >= 0 && !d->tree->pre_dump)
+		img_set_direct(w.pages);
+	pr_debug("task %d: %zu runs planned", d->pid, d->page_plan.len);
 	for (size_t i = 0; i < d->page_plan.len; i++) {
 		struct page_step *s = vec_at(&d->page_plan, struct page_step, i);
 		size_t n = batch_len(&d->page_plan, i);
