@@ -27,7 +27,7 @@
 static const struct fd_ops *const fd_kinds[] = {
 	&memfd_fd_ops,	 &pty_fd_ops,	   &tty_inherit_fd_ops, &pipe_fd_ops,  &fifo_fd_ops,
 	&eventfd_fd_ops, &signalfd_fd_ops, &timerfd_fd_ops,	&epoll_fd_ops, &unix_sk_fd_ops,
-	&inet_sk_fd_ops, &inotify_fd_ops, &mqueue_fd_ops, &reg_fd_ops,	   &chr_fd_ops,
+	&inet_sk_fd_ops, &inotify_fd_ops,  &mqueue_fd_ops,	&reg_fd_ops,   &chr_fd_ops,
 };
 
 static const struct fd_ops *ops_of_kind(FdKind kind)

@@ -431,9 +431,9 @@ int netns_dump_prepare(struct dump_tree *t)
 	 * namespace is the tree's when its root was put in it, or when the root is a
 	 * container's init (`unshare -n -p -f` makes the namespace before the init).
 	 */
-	if (mine == theirs || (!proc_parse_stat(root, &st) && st.ppid > 0 &&
-			       !netns_ino(st.ppid, &parent) && parent == theirs &&
-			       !ns_is_pid_init(root)))
+	if (mine == theirs ||
+	    (!proc_parse_stat(root, &st) && st.ppid > 0 && !netns_ino(st.ppid, &parent) &&
+	     parent == theirs && !ns_is_pid_init(root)))
 		return 0;
 	nd.ns = calloc(1, sizeof(*nd.ns));
 	nd.host = route_sock();
