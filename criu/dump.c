@@ -292,16 +292,31 @@ static int tree_kill(struct dump_tree *t)
 	 */
 	t->t_killed = now_ns(CLOCK_MONOTONIC);
 	/*
-	 * As their tracer we see every thread die; their parents reap them.  Children first: a
-	 * pid namespace's dying init waits until every other task in it is gone.
+	 * As their tracer we see every thread die; their parents reap them.  In any order: a pid
+	 * namespace's dying init, in whichever of its threads exits last, waits until every
+	 * other thread and task in the namespace is gone, which for a traced one means until we
+	 * took its death, so no single thread may be waited for first.
 	 */
-	for (size_t i = t->tasks.len; i-- > 0;) {
-		struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
+	for (size_t left = 1; left;) {
+		left = 0;
+		for (size_t i = t->tasks.len; i-- > 0;) {
+			struct dump_ctx *d = *vec_at(&t->tasks, struct dump_ctx *, i);
 
-		for (size_t j = d->threads.len; j-- > 0;)
-			while (waitpid(dump_thread_at(d, j)->tid, &status, __WALL) < 0 &&
-			       errno == EINTR)
-				;
+			for (size_t j = d->threads.len; j-- > 0;) {
+				struct dump_thread *th = dump_thread_at(d, j);
+				pid_t r;
+
+				if (th->gone)
+					continue;
+				r = waitpid(th->tid, &status, __WALL | WNOHANG);
+				if (r == th->tid || (r < 0 && errno == ECHILD))
+					th->gone = true;
+				else
+					left++;
+			}
+		}
+		if (left)
+			usleep(200);
 	}
 	return ret;
 }

@@ -37,6 +37,7 @@ struct dump_thread {
 	bool masked;		      /* we blocked every signal: unblock on release */
 	ThreadCoreEntry *core;	      /* being filled */
 	struct rsys rs;		      /* remote syscalls in this thread (task's scratch) */
+	bool gone;		      /* killed after the dump, its death taken */
 };
 
 /* An open file seen in the tree, to find fds (of any task) that share it. */
@@ -229,7 +230,7 @@ void ns_restore_leave(struct restore_tree *t);
 pid_t ns_pid_of(const struct restore_tree *t, pid_t pid);
 
 /* mnt.c: its mount namespace */
-int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns);
+int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns, bool delta);
 void mnt_dump_free(NsEntry *ns);
 MountEntry *mnt_entry_parse(const char *line); /* one mountinfo line (unit tests) */
 int mnt_restore_prepare(struct restore_tree *t);

@@ -67,19 +67,21 @@ static char *unescape(const char *s)
 	return out;
 }
 
+static void mountinfo_free_one(struct mountinfo *m)
+{
+	free(m->root);
+	free(m->mountpoint);
+	free(m->opts);
+	free(m->optional);
+	free(m->fstype);
+	free(m->source);
+	free(m->super_opts);
+}
+
 static void mountinfo_free(struct vec *v)
 {
-	for (size_t i = 0; i < v->len; i++) {
-		struct mountinfo *m = vec_at(v, struct mountinfo, i);
-
-		free(m->root);
-		free(m->mountpoint);
-		free(m->opts);
-		free(m->optional);
-		free(m->fstype);
-		free(m->source);
-		free(m->super_opts);
-	}
+	for (size_t i = 0; i < v->len; i++)
+		mountinfo_free_one(vec_at(v, struct mountinfo, i));
 	vec_free(v);
 }
 
@@ -408,7 +410,37 @@ static int sort_mounts(struct vec *mis, pid_t pid)
 	return 0;
 }
 
-int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns)
+/* A mount crest has too, the same filesystem at the same place. */
+static bool crest_has(const struct mountinfo *mi, const struct vec *own)
+{
+	for (size_t i = 0; i < own->len; i++) {
+		const struct mountinfo *o = vec_at(own, struct mountinfo, i);
+
+		if (o->dev == mi->dev && !strcmp(o->root, mi->root) &&
+		    !strcmp(o->mountpoint, mi->mountpoint))
+			return true;
+	}
+	return false;
+}
+
+/* Keep only the mounts crest's namespace has not. */
+static void keep_delta(struct vec *mis, const struct vec *own)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < mis->len; i++) {
+		struct mountinfo *m = vec_at(mis, struct mountinfo, i);
+
+		if (crest_has(m, own)) {
+			mountinfo_free_one(m);
+			continue;
+		}
+		*vec_at(mis, struct mountinfo, kept++) = *m;
+	}
+	mis->len = kept;
+}
+
+int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns, bool delta)
 {
 	struct vec mis, own;
 	uint32_t tmpfs_id = 0;
@@ -424,6 +456,9 @@ int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns)
 		mountinfo_free(&mis);
 		return -1;
 	}
+	if (delta)
+		keep_delta(&mis, &own);
+	ns->has_mnt_delta = ns->mnt_delta = delta;
 	ns->mounts = calloc(mis.len, sizeof(*ns->mounts));
 	if (!ns->mounts)
 		goto out;
@@ -438,11 +473,11 @@ int mnt_dump(struct dump_tree *t, pid_t pid, NsEntry *ns)
 		*id = m->mnt_id;
 		ns->mounts[ns->n_mounts++] = m;
 		/* the root: first, its parent outside what the task sees */
-		if (i == 0 && strcmp(m->mountpoint, "/")) {
+		if (!delta && i == 0 && strcmp(m->mountpoint, "/")) {
 			pr_err("task %d: its first mount is %s, not its root", pid, m->mountpoint);
 			goto out;
 		}
-		if (i > 0 && !strcmp(m->mountpoint, "/") &&
+		if (!delta && i > 0 && !strcmp(m->mountpoint, "/") &&
 		    m->parent_id != ns->mounts[i - 1]->mnt_id) {
 			pr_err("task %d: a mount over its root is not supported", pid);
 			goto out;
@@ -595,9 +630,9 @@ static const MountEntry *bind_source(const struct restore_tree *t, const MountEn
 static const MountEntry *mount_source(const struct restore_tree *t, size_t idx, char *from,
 				      size_t len)
 {
-	const MountEntry *m = t->ns->mounts[idx], *src = idx ? bind_source(t, m, idx) : NULL;
+	const MountEntry *m = t->ns->mounts[idx], *src = bind_source(t, m, idx);
 
-	if (idx == 0 && t->opts->root) {
+	if (idx == 0 && t->opts->root && !t->ns->mnt_delta) {
 		snprintf(from, len, "%s", t->opts->root);
 		return m;
 	}
@@ -622,7 +657,8 @@ static int mount_one(struct restore_tree *t, size_t idx)
 	unsigned long prop = 0;
 	int ret;
 
-	snprintf(target, sizeof(target), "%s%s", staging, idx ? m->mountpoint : "");
+	snprintf(target, sizeof(target), "%s%s", staging,
+		 idx || t->ns->mnt_delta ? m->mountpoint : "");
 	src = mount_source(t, idx, from, sizeof(from));
 	if (src) {
 		ret = mount(from, target, NULL, MS_BIND, NULL);
@@ -663,7 +699,7 @@ static int mount_one(struct restore_tree *t, size_t idx)
 		prop = MS_SLAVE;
 	else if (m->has_shared)
 		prop = MS_SHARED;
-	if (idx && prop && mount(NULL, target, NULL, prop, NULL)) {
+	if ((idx || t->ns->mnt_delta) && prop && mount(NULL, target, NULL, prop, NULL)) {
 		pr_perror("cannot set the propagation of mount %s", m->mountpoint);
 		return -1;
 	}
@@ -675,12 +711,12 @@ int mnt_restore_prepare(struct restore_tree *t)
 {
 	const NsEntry *ns = t->ns;
 
-	if (!ns->n_mounts || strcmp(ns->mounts[0]->mountpoint, "/")) {
+	if (!ns->mnt_delta && (!ns->n_mounts || strcmp(ns->mounts[0]->mountpoint, "/"))) {
 		pr_err("ns.img: the mount tree has no root");
 		return -1;
 	}
-	for (size_t i = 1; i < ns->n_mounts; i++) {
-		bool parent = false;
+	for (size_t i = ns->mnt_delta ? 0 : 1; i < ns->n_mounts; i++) {
+		bool parent = ns->mnt_delta; /* on crest's own mounts */
 
 		/* parents before children, as the dump wrote them */
 		for (size_t j = 0; j < i && !parent; j++)
@@ -692,6 +728,8 @@ int mnt_restore_prepare(struct restore_tree *t)
 			return -1;
 		}
 	}
+	if (ns->mnt_delta)
+		return 0; /* made where they were, in a copy of crest's namespace */
 	snprintf(staging, sizeof(staging), "/tmp/crest-root.XXXXXX");
 	if (!mkdtemp(staging)) {
 		pr_perror("cannot make a directory for the tree's root");
@@ -702,6 +740,24 @@ int mnt_restore_prepare(struct restore_tree *t)
 }
 
 /*
+ * A namespace that only differs from crest's: its proc, sysfs and mqueue are those of the pid,
+ * network and ipc namespaces it was in; when the tree brought none of its own, crest's own
+ * mounts of them (where the restore runs) are the right ones.
+ */
+static bool delta_skipped(const struct restore_tree *t, const MountEntry *m)
+{
+	if (!t->ns->mnt_delta)
+		return false;
+	if (!strcmp(m->fstype, "proc"))
+		return !t->ns->pid_ns;
+	if (!strcmp(m->fstype, "sysfs"))
+		return !t->own_netns;
+	if (!strcmp(m->fstype, "mqueue"))
+		return !t->ns->ipc_ns;
+	return false;
+}
+
+/*
  * In the tree's root task, before it becomes the restored one: a mount namespace of its own,
  * every mount made in the dumped order below the staging directory, which then becomes its
  * root (pivot_root); crest's mounts go with the old root.  Mounts of proc and sysfs made here
@@ -709,15 +765,17 @@ int mnt_restore_prepare(struct restore_tree *t)
  */
 int mnt_root_child(const struct restore_tree *t)
 {
-	const MountEntry *root = t->ns->mounts[0];
+	const MountEntry *root = t->ns->n_mounts ? t->ns->mounts[0] : NULL;
 
 	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) {
 		pr_perror("cannot make the tree's mount namespace");
 		return -1;
 	}
 	for (size_t i = 0; i < t->ns->n_mounts; i++)
-		if (mount_one((struct restore_tree *)t, i))
+		if (!delta_skipped(t, t->ns->mounts[i]) && mount_one((struct restore_tree *)t, i))
 			return -1;
+	if (t->ns->mnt_delta)
+		return 0;
 	if (chdir(staging) || syscall(SYS_pivot_root, ".", ".") || umount2(".", MNT_DETACH) ||
 	    chdir("/")) {
 		pr_perror("cannot make %s the tree's root", staging);

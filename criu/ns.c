@@ -138,7 +138,7 @@ static bool same_root(pid_t pid)
 }
 
 /* Which of the root's namespaces are the tree's own; refuse what cannot come along. */
-static int tree_namespaces(struct dump_tree *t, pid_t root, NsEntry *ns, bool *own)
+static int tree_namespaces(struct dump_tree *t, pid_t root, NsEntry *ns, bool *own, bool *delta)
 {
 	for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
 		ino_t crest_ino, root_ino;
@@ -172,13 +172,11 @@ static int tree_namespaces(struct dump_tree *t, pid_t root, NsEntry *ns, bool *o
 	}
 	/*
 	 * A mount namespace rooted where crest's is (`ip netns exec`, `unshare -m` make such
-	 * copies) is no container's: the tree's files are where crest sees them, and it is
-	 * restored in crest's.
+	 * copies) is no container's: only what it has that crest's has not is saved (a proc of
+	 * the tree's pid namespace, its own sysfs, a tmpfs), and made again on a copy of the
+	 * restoring crest's namespace.
 	 */
-	if (own[3] && same_root(root)) {
-		pr_info("task %d: its mount namespace has crest's root: not saved", root);
-		own[3] = false;
-	}
+	*delta = own[3] && same_root(root);
 	ns->has_pid_ns = ns->has_uts_ns = ns->has_ipc_ns = ns->has_mnt_ns = true;
 	ns->pid_ns = own[0];
 	ns->uts_ns = own[1];
@@ -224,10 +222,10 @@ int ns_dump(struct dump_tree *t)
 {
 	struct dump_ctx *root = *vec_at(&t->tasks, struct dump_ctx *, 0);
 	NsEntry ns = NS_ENTRY__INIT;
-	bool own[ARRAY_SIZE(kinds)];
+	bool own[ARRAY_SIZE(kinds)], delta = false;
 	int ret = -1;
 
-	if (tree_namespaces(t, root->pid, &ns, own))
+	if (tree_namespaces(t, root->pid, &ns, own, &delta))
 		return -1;
 	if (ns.pid_ns && check_pid_ns(t, root->pid))
 		return -1;
@@ -237,7 +235,7 @@ int ns_dump(struct dump_tree *t)
 		goto out;
 	if (ns.ipc_ns && ipc_dump(t->dirfd, root->pid))
 		goto out;
-	if (ns.mnt_ns && mnt_dump(t, root->pid, &ns))
+	if (ns.mnt_ns && mnt_dump(t, root->pid, &ns, delta))
 		goto out;
 	ret = img_write_one(t->dirfd, IMG_NS, 0, &ns.base);
 	pr_info("namespaces:%s%s%s%s", ns.pid_ns ? " pid" : "", ns.uts_ns ? " uts" : "",

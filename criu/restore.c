@@ -307,7 +307,8 @@ static int send_helpers(struct restore_tree *t, int sk)
 
 	for (size_t i = 0; i < t->helpers.len; i++)
 		top = max_t(int, top, *vec_at(&t->helpers, int, i));
-	if (write(sk, &top, sizeof(top)) != sizeof(top)) {
+	/* MSG_NOSIGNAL: a root that died is an error here, not a SIGPIPE */
+	if (send(sk, &top, sizeof(top), MSG_NOSIGNAL) != sizeof(top)) {
 		pr_perror("cannot hand the tree's files to its root");
 		return -1;
 	}
@@ -329,12 +330,12 @@ static int send_helpers(struct restore_tree *t, int sk)
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(count * sizeof(int));
 		memcpy(CMSG_DATA(c), nums, count * sizeof(int));
-		if (sendmsg(sk, &mh, 0) < 0) {
+		if (sendmsg(sk, &mh, MSG_NOSIGNAL) < 0) {
 			pr_perror("cannot hand the tree's files to its root");
 			return -1;
 		}
 	}
-	if (write(sk, "", 1) != 1) {
+	if (send(sk, "", 1, MSG_NOSIGNAL) != 1) {
 		pr_perror("cannot hand the tree's files to its root");
 		return -1;
 	}
@@ -357,8 +358,15 @@ root_child(const struct restore_tree *t, pid_t parent, int status_fd, int wait_f
 	/* the init of a new pid namespace sees no parent */
 	if ((t->ns && t->ns->pid_ns ? getppid() != 0 : getppid() != parent))
 		_exit(1);
-	if (files_sk >= 0 &&
-	    (mnt_root_child(t) || write(status_fd, "m", 1) != 1 || receive_helpers(files_sk)))
+	if (files_sk >= 0 && mnt_root_child(t)) {
+		char msg[512];
+
+		/* the reason, for crest to report: this process's is lost with it */
+		snprintf(msg, sizeof(msg), "e%s", error_get());
+		write(status_fd, msg, strlen(msg));
+		_exit(1);
+	}
+	if (files_sk >= 0 && (write(status_fd, "m", 1) != 1 || receive_helpers(files_sk)))
 		_exit(1);
 	child_unregister_rseq();
 	write(status_fd, &c, 1);
@@ -371,9 +379,15 @@ static int prepare_files(struct restore_tree *t);
 /* Its mounts built by the root: open the tree's files, hand them over. */
 static int root_files(struct restore_ctx *r, int status_fd, int sk)
 {
-	char c;
+	char msg[512];
+	ssize_t n = read(status_fd, msg, sizeof(msg) - 1);
 
-	if (read(status_fd, &c, 1) != 1 || c != 'm') {
+	if (n > 1 && msg[0] == 'e') {
+		msg[n] = 0;
+		error_set("%s", msg + 1);
+		return -1;
+	}
+	if (n != 1 || msg[0] != 'm') {
 		pr_err("task %d died before it could be restored", r->pid);
 		return -1;
 	}
@@ -400,10 +414,25 @@ static int spawn_root(struct restore_ctx *r)
 	r->child = syscall(SYS_clone3, &args, sizeof(args));
 	if (r->child == 0)
 		root_child(r->tree, parent, status_pipe[1], wait_pipe[0], files_sk[1]);
-	/* the child's fds stay open here until it has the helpers: no helper takes a number */
-	if (r->child > 0 && own_mounts && root_files(r, status_pipe[0], files_sk[0])) {
-		r->exists = true;
-		r->child = -1;
+	/*
+	 * The child's ends are closed here, so that its death reads as the end of the pipe, but
+	 * their numbers stay taken until it has the helpers: no helper may land on one of them.
+	 */
+	if (r->child > 0 && own_mounts) {
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		if (null < 0 || dup3(null, status_pipe[1], O_CLOEXEC) < 0 ||
+		    dup3(null, wait_pipe[0], O_CLOEXEC) < 0 ||
+		    dup3(null, files_sk[1], O_CLOEXEC) < 0) {
+			pr_perror("cannot keep the root's fds apart");
+			r->exists = true;
+			r->child = -1;
+		} else if (root_files(r, status_pipe[0], files_sk[0])) {
+			r->exists = true;
+			r->child = -1;
+		}
+		if (null >= 0)
+			close(null);
 	}
 	close(status_pipe[1]);
 	close(wait_pipe[0]);

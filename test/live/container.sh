@@ -55,6 +55,13 @@
 #                        (cgroup.img), the cgroups removed, restored with --manage-cgroups: the
 #                        cgroups are back, pids.max 64, the init and the service in them and
 #                        nothing else, the state identical
+#   container/root_missing  the rootfs moved away: the restore fails in one line naming it
+#                        and leaves nothing behind; moved back, the restore works
+#   container/pidns_threads  test/live/threads200 as the init of a pid namespace of its own, with
+#                        a proc of it (unshare -pf --mount-proc: its mount namespace differs
+#                        from crest's only by that proc): the dump ends (its 200 threads die in
+#                        whatever order), the restore brings back every TID at both levels and
+#                        that proc, and the program's own checks of its threads pass
 #   container/leave_running  dumped with --leave-running: the same processes run on (not
 #                        stopped, not traced), the veth stays, the state is identical and the
 #                        service counts on
@@ -65,7 +72,8 @@
 # cgroups the test made.
 
 CONTAINER_TESTS=(container/e2e container/overlay container/new_root container/stack
-	container/pidns_refused container/cgroup container/leave_running)
+	container/pidns_refused container/cgroup container/leave_running container/root_missing
+	container/pidns_threads)
 
 CTR_SH=$ROOT/scripts/container.sh
 CTR_NS=crest-ctrh-$$ # the host namespace: the veth's outside end, container.sh and crest
@@ -647,6 +655,84 @@ ctr_newroot_restored() {
 
 ctr_newroot_files() {
 	ctr_files_at "$CTR_NEWROOT" "$CTR_NEWROOT/srv/data" 4
+}
+
+# A restore whose root directory is gone fails in one line naming it, and leaves nothing: no
+# init, no veth, no staging directory; with the directory back the same images restore.
+ctr_rootmissing_try() {
+	local staged_before staged
+	staged_before=$(find /tmp -maxdepth 1 -name 'crest-root.*' | wc -l)
+	mv "$CTR_DIR/rootfs" "$CTR_DIR/rootfs.away"
+	ctr_crest missing restore -D "$TDIR/img" -d -o missing.log -v4
+	mv "$CTR_DIR/rootfs.away" "$CTR_DIR/rootfs"
+	if [ "$RC" = 0 ]; then
+		REASON="a restore without its root directory succeeded"
+		return 1
+	fi
+	one_line_err missing || return 1
+	if ! grep -q "$CTR_DIR/rootfs" "$TDIR/missing.err"; then
+		REASON="the error does not name the root directory: $(first_err missing)"
+		return 1
+	fi
+	if [ -e "/proc/$CTR_INIT" ] || ip -n "$CTR_NS" link show "$CTR_VETH" >/dev/null 2>&1; then
+		REASON="the failed restore left the init or the veth behind"
+		return 1
+	fi
+	staged=$(find /tmp -maxdepth 1 -name 'crest-root.*' | wc -l)
+	if [ "$staged" != "$staged_before" ]; then
+		REASON="the failed restore left its staging directory in /tmp"
+		return 1
+	fi
+}
+
+container_root_missing_body() {
+	CTR_BETWEEN=ctr_rootmissing_try
+	ctr_flow
+}
+
+container_pidns_threads_body() {
+	local u p="" i n tid
+	LOG=$TDIR/test.log
+	setsid unshare -pf --mount-proc "$BIN/threads200" >"$LOG" 2>/dev/null </dev/null &
+	u=$!
+	for ((i = 0; i < 250; i++)); do
+		p=$(cat "/proc/$u/task/$u/children" 2>/dev/null)
+		p=${p%% *}
+		[ -n "$p" ] && break
+		sleep 0.02
+	done
+	if [ -z "$p" ]; then
+		REASON="threads200 did not start in a pid namespace"
+		return 1
+	fi
+	STARTED+=("$p:threads200")
+	if ! wait_line '^ready 1$' "$p" "$READY_MS"; then
+		REASON="threads200 did not say 'ready 1'"
+		return 1
+	fi
+	run_crest dump dump -t "$p" -D "$TDIR/img" -o dump.log -v4
+	if [ "$RC" != 0 ]; then
+		REASON="dump exited $RC: $(first_err dump)"
+		return 1
+	fi
+	if ! wait_gone "$p" || ! wait_gone "$u"; then
+		REASON="the pid namespace's tasks are still there after the dump"
+		return 1
+	fi
+	run_crest restore restore -D "$TDIR/img" -d -o restore.log -v4
+	if [ "$RC" != 0 ]; then
+		REASON="restore exited $RC: $(first_err restore)"
+		return 1
+	fi
+	n=$(find "/proc/$p/task" -mindepth 1 -maxdepth 1 | wc -l)
+	tid=$(find "/proc/$p/task" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -n 1)
+	if [ "$n" != 201 ] || [ "$(awk '/^NSpid:/ { print $3 }' "/proc/$p/task/$tid/status")" != 201 ]; then
+		REASON="after the restore: $n threads, the last TID $tid is not 201 inside"
+		return 1
+	fi
+	sleep "$RUN_AFTER"
+	verdict "$p" || return 1
+	exited "$p"
 }
 
 container_new_root_body() {
