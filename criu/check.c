@@ -7,6 +7,7 @@
  * in a forked child under an alarm, so a broken kernel costs a "no", never a hang.
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -459,6 +460,45 @@ static bool probe_timens(struct probe_env *env, char *d, size_t n)
 	return yes(d, n, "");
 }
 
+/* Containers: crest makes the tree's namespaces by unsharing them itself (in a child here). */
+static bool probe_container_ns(struct probe_env *env, char *d, size_t n)
+{
+	int status;
+	pid_t c = fork();
+
+	if (c == 0)
+		_exit(unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID |
+			      CLONE_NEWNET)
+			      ? errno
+			      : 0);
+	if (c < 0 || waitpid(c, &status, 0) != c || !WIFEXITED(status))
+		return no(d, n, "cannot run the probe");
+	if (WEXITSTATUS(status))
+		return no(d, n, "unshare: %s", strerror(WEXITSTATUS(status)));
+	return yes(d, n, "pid, mount, uts, ipc, net");
+}
+
+/* SysV objects come back with their ids through these (CONFIG_CHECKPOINT_RESTORE). */
+static bool probe_ipc_next_id(struct probe_env *env, char *d, size_t n)
+{
+	if (access("/proc/sys/kernel/shm_next_id", W_OK) ||
+	    access("/proc/sys/kernel/msg_next_id", W_OK) ||
+	    access("/proc/sys/kernel/sem_next_id", W_OK))
+		return no(d, n, "kernel.*_next_id: %s", strerror(errno));
+	return yes(d, n, "");
+}
+
+/* A tmpfs's files are archived from a detached copy of its mount. */
+static bool probe_open_tree(struct probe_env *env, char *d, size_t n)
+{
+	int fd = syscall(SYS_open_tree, AT_FDCWD, "/", 1 /* OPEN_TREE_CLONE */ | O_CLOEXEC);
+
+	if (fd < 0)
+		return no(d, n, "open_tree: %s", strerror(errno));
+	close(fd);
+	return yes(d, n, "");
+}
+
 /* Read the mm fields of /proc/self/stat that PR_SET_MM_MAP takes (proc(5) fields 26..51). */
 static int read_stat_mm(struct prctl_mm_map *map)
 {
@@ -561,6 +601,9 @@ static const struct probe probes[] = {
 	{"soft-dirty", false, probe_soft_dirty},
 	{"TCP_REPAIR", false, probe_tcp_repair},
 	{"time namespaces", false, probe_timens},
+	{"container namespaces", false, probe_container_ns},
+	{"SysV IPC ids (kernel.*_next_id)", false, probe_ipc_next_id},
+	{"open_tree (tmpfs contents)", false, probe_open_tree},
 	{"PR_SET_MM_MAP", false, probe_prctl_mm_map},
 };
 
