@@ -813,36 +813,19 @@ CTR_CG_V2=""   # their paths as /proc/PID/cgroup shows them: in the unified hier
 CTR_CG_V1=""   # and in the v1 pids one ("" when pids is a v2 controller here)
 CTR_CG_PIDS="" # the one with pids.max
 
-# Where a hierarchy is mounted (v2, or a v1 controller), and the runner's own cgroup there.
-ctr_cg_mount() {
-	awk -v want="$1" '{
-		for (i = 7; $i != "-"; i++)
-			;
-		if (want == "v2" && $(i + 1) == "cgroup2") { print $5; exit }
-		if (want != "v2" && $(i + 1) == "cgroup" && ("," $(i + 3) ",") ~ ("," want ",")) {
-			print $5
-			exit
-		}
-	}' /proc/self/mountinfo
-}
-
-ctr_cg_own() {
-	awk -F: -v want="$1" '
-		want == "v2" && $1 == "0" && $2 == "" { print $3; exit }
-		want != "v2" && ("," $2 ",") ~ ("," want ",") { print $3; exit }' "/proc/$$/cgroup"
-}
-
+# (cg_mount and cg_own, where a hierarchy is mounted and the runner's cgroup there, are
+# test/live/cgroup.sh's.)
 # A cgroup below the runner's own in the unified hierarchy, and one with pids.max 64: the
 # same when pids is a v2 controller enabled there, else one in the v1 pids hierarchy.
 ctr_cgroups_make() {
 	local mnt own
 	CTR_CG_DIRS=() CTR_CG_V1=""
-	mnt=$(ctr_cg_mount v2)
+	mnt=$(cg_mount v2)
 	if [ -z "$mnt" ]; then
 		REASON="setup: no cgroup2 hierarchy is mounted"
 		return 1
 	fi
-	own=$(ctr_cg_own v2)
+	own=$(cg_own v2)
 	own=${own%/}
 	CTR_CG_V2=$own/$CTR_CG_NAME
 	if ! mkdir "$mnt$CTR_CG_V2" 2>"$TDIR/cgroup.err"; then
@@ -855,13 +838,13 @@ ctr_cgroups_make() {
 		CTR_CG_PIDS=$mnt$CTR_CG_V2
 	else
 		# a hybrid machine: pids is a v1 controller
-		mnt=$(ctr_cg_mount pids)
+		mnt=$(cg_mount pids)
 		if [ -z "$mnt" ]; then
 			REASON="setup: no pids controller, neither enabled in the unified hierarchy here"
 			REASON+=" nor in a v1 hierarchy"
 			return 1
 		fi
-		own=$(ctr_cg_own pids)
+		own=$(cg_own pids)
 		own=${own%/}
 		CTR_CG_V1=$own/$CTR_CG_NAME
 		CTR_CG_PIDS=$mnt$CTR_CG_V1
