@@ -169,7 +169,7 @@ int lazy_take(struct restore_ctx *r);
 int netns_dump_prepare(struct dump_tree *t);
 int netns_dump(struct dump_tree *t);
 int netns_restore_enter(struct restore_tree *t);
-void netns_restore_leave(struct restore_tree *t);
+void netns_restore_leave(struct restore_tree *t, bool ok);
 
 /* ipc.c: the SysV and POSIX IPC objects of a tree's own ipc namespace */
 int ipc_dump(int dirfd, pid_t pid);   /* pid: a task in that namespace; writes ipc.img */
@@ -213,6 +213,7 @@ struct restore_tree {
 	} host_ns;
 	struct vec pid_map; /* struct pid_pair: pids in the tree's pid namespace */
 	struct vec mq_notify; /* mqueue.c: notifications to register again, late */
+	struct vec veth_outside; /* net.c: char[IFNAMSIZ] veth ends made in crest's namespace */
 };
 
 struct pid_pair {

@@ -499,6 +499,7 @@ struct netns_restore {
 	struct nl_sock *host; /* in crest's */
 	int host_ns;	      /* fd of crest's namespace */
 	int *ifmap;	      /* per links[i]: its ifindex now */
+	struct vec *outside;  /* char[IFNAMSIZ]: veth ends made in crest's namespace */
 };
 
 static struct nl_addr *bin_addr(int family, const ProtobufCBinaryData *b, int prefixlen)
@@ -723,6 +724,10 @@ static int make_veth(struct netns_restore *nr, const NetLinkEntry *e, const NetL
 	/* the outside end as it was: up, with its addresses */
 	int idx = link_index(nr->host, outside);
 
+	char *name = vec_push(nr->outside);
+
+	if (name)
+		snprintf(name, IFNAMSIZ, "%s", outside);
 	if (!idx || (bridge && join_bridge(nr->host, outside, bridge)) ||
 	    set_up(nr->host, outside, e->peer_flags))
 		return -1;
@@ -866,7 +871,7 @@ static int restore_nft(const NetnsEntry *ns)
 
 int netns_restore_enter(struct restore_tree *t)
 {
-	struct netns_restore nr = {.opts = t->opts, .host_ns = -1};
+	struct netns_restore nr = {.opts = t->opts, .host_ns = -1, .outside = &t->veth_outside};
 	ProtobufCMessage *msg = NULL;
 	int ret = -1;
 
@@ -925,7 +930,32 @@ out:
 }
 
 /* Back to crest's own namespace; the new one lives on in the restored tasks (or dies). */
-void netns_restore_leave(struct restore_tree *t)
+/*
+ * A failed restore: the veth ends it made in crest's namespace go now, not when the kernel
+ * gets round to tearing the tree's namespace down (a retry may need their names at once).
+ */
+static void delete_outside(struct vec *names)
+{
+	struct nl_sock *sk = names->len ? route_sock() : NULL;
+
+	for (size_t i = 0; sk && i < names->len; i++) {
+		struct rtnl_link *l = rtnl_link_alloc();
+		int err;
+
+		if (!l)
+			break;
+		rtnl_link_set_name(l, vec_at(names, char, i *IFNAMSIZ));
+		err = rtnl_link_delete(sk, l);
+		if (err && err != -NLE_NODEV && err != -NLE_OBJ_NOTFOUND)
+			pr_warn("cannot remove veth %s: %s", vec_at(names, char, i *IFNAMSIZ),
+				nl_geterror(err));
+		rtnl_link_put(l);
+	}
+	if (sk)
+		nl_socket_free(sk);
+}
+
+void netns_restore_leave(struct restore_tree *t, bool ok)
 {
 	if (t->host_netns < 0)
 		return;
@@ -933,4 +963,7 @@ void netns_restore_leave(struct restore_tree *t)
 		pr_perror("cannot return to crest's network namespace");
 	close(t->host_netns);
 	t->host_netns = -1;
+	if (!ok)
+		delete_outside(&t->veth_outside);
+	vec_free(&t->veth_outside);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <net/if.h>
 #include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
@@ -925,6 +926,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	t.inet_socks = (struct vec){.elem = inet_sock_size()};
 	t.lazy_pids = (struct vec){.elem = sizeof(pid_t)};
 	t.pid_map = (struct vec)VEC_INIT(struct pid_pair);
+	t.veth_outside = (struct vec){.elem = IFNAMSIZ};
 	t.host_ns.uts = t.host_ns.ipc = t.host_ns.pid = -1;
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -962,7 +964,7 @@ out:
 	tty_restore_fini(&t);
 	inet_restore_fini(&t);
 	ns_restore_leave(&t);
-	netns_restore_leave(&t);
+	netns_restore_leave(&t, ret == 0);
 	tree_free(&t);
 	return ret;
 }

@@ -674,8 +674,13 @@ ctr_rootmissing_try() {
 		REASON="the error does not name the root directory: $(first_err missing)"
 		return 1
 	fi
-	if [ -e "/proc/$CTR_INIT" ] || ip -n "$CTR_NS" link show "$CTR_VETH" >/dev/null 2>&1; then
-		REASON="the failed restore left the init or the veth behind"
+	# crest removes what it made before it exits: nothing to wait for
+	if [ -e "/proc/$CTR_INIT" ]; then
+		REASON="the failed restore left the init $CTR_INIT behind"
+		return 1
+	fi
+	if ip -n "$CTR_NS" link show "$CTR_VETH" >/dev/null 2>&1; then
+		REASON="the failed restore left the veth's outside end $CTR_VETH behind"
 		return 1
 	fi
 	staged=$(find /tmp -maxdepth 1 -name 'crest-root.*' | wc -l)
