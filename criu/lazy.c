@@ -65,9 +65,18 @@ struct lazy_client {
 
 static int start_server(struct restore_ctx *r);
 
-/* Private anonymous, its own, writable, and not locked (mlock() would fault it all in). */
-static bool lazy_vma(const VmaEntry *v)
+/*
+ * Private anonymous, its own, writable, and not locked (mlock() would fault it all in).  Nor
+ * the one holding the arguments and environment (the stack): others read those through
+ * /proc/PID/cmdline and environ, and a read from outside does not wait for a missing page,
+ * it fails (ps would show the task without its command line until the page came).
+ */
+static bool lazy_vma(const struct restore_ctx *r, const VmaEntry *v)
 {
+	const MmEntry *mm = r->mm;
+
+	if ((mm->arg_start < v->end && mm->env_end > v->start))
+		return false;
 	return v->kind == VMA_KIND__VMA_ANON_PRIVATE && !v->inherit && (v->prot & PROT_WRITE) &&
 	       !(v->madv & (VMA_MADV__MADV_BIT_LOCKED | VMA_MADV__MADV_BIT_LOCKONFAULT));
 }
@@ -135,7 +144,7 @@ int lazy_take(struct restore_ctx *r)
 
 			if (!v)
 				break;
-			if (s->clen && lazy_vma(v))
+			if (s->clen && lazy_vma(r, v))
 				return 0;
 			a = v->end;
 		}
@@ -148,7 +157,8 @@ int lazy_take(struct restore_ctx *r)
 		while (a < end) {
 			const VmaEntry *v = vma_of(r, a);
 			uint64_t b = v && v->end < end ? v->end : end;
-			struct page_seg *slot = vec_push(v && lazy_vma(v) ? &r->lazy_segs : &keep);
+			struct page_seg *slot =
+				vec_push(v && lazy_vma(r, v) ? &r->lazy_segs : &keep);
 
 			if (!slot)
 				return -1;

@@ -184,7 +184,9 @@ moved_and_stopped() {
 	host_alive dst "$LPID" || die "$1: the workload does not run in the destination host"
 	host_alive src "$LPID" && die "$1: the workload still runs in the source host"
 	p=$(outer_pid dst "$LPID") || die "$1: cannot find the workload"
-	grep -qs dirty-workload "/proc/$p/cmdline" || die "$1: pid $LPID is not the workload"
+	# its exe, not its cmdline: that is read from its memory, which --lazy may not have
+	# filled yet (a remote read of a missing page does not wait for the lazy server)
+	[[ $(readlink "/proc/$p/exe") == */dirty-workload ]] || die "$1: pid $LPID is not the workload"
 	kill -KILL "$p"
 	for ((i = 0; i < 250; i++)); do
 		[ -e "/proc/${HI[dst]}/root/proc/$LPID" ] || return 0
