@@ -333,17 +333,13 @@ static MountEntry *mount_entry(const struct mountinfo *mi, const struct vec *own
 MountEntry *mnt_entry_parse(const char *line)
 {
 	struct mountinfo mi = {0};
-	struct vec one = VEC_INIT(struct mountinfo), none = VEC_INIT(struct mountinfo);
+	struct vec none = VEC_INIT(struct mountinfo); /* no mounts of crest's: no host path */
 	char *copy = strdup(line);
 	MountEntry *m = NULL;
 
 	if (copy && !parse_line(copy, &mi))
 		m = mount_entry(&mi, &none);
-	if (vec_push(&one))
-		*vec_at(&one, struct mountinfo, 0) = mi;
-	else
-		free(mi.root);
-	mountinfo_free(&one);
+	mountinfo_free_one(&mi);
 	free(copy);
 	return m;
 }

@@ -59,12 +59,11 @@ static int ns_ino(pid_t pid, const char *name, ino_t *ino)
 /* The last (innermost) value of a NS* line of /proc/PID/task/TID/status, and how many. */
 static int status_ns_field(const char *text, const char *key, uint32_t *last)
 {
-	const char *p = strstr(text, key);
+	const char *p = proc_field(text, key);
 	int n = 0;
 
 	if (!p)
 		return 0;
-	p += strlen(key);
 	while (*p && *p != '\n') {
 		char *end;
 		unsigned long v = strtoul(p, &end, 10);
@@ -89,11 +88,11 @@ static int ns_ids(pid_t pid, pid_t tid, uint32_t *nspid, uint32_t *nspgid, uint3
 		pr_perror("cannot read %s", path);
 		return -1;
 	}
-	levels = status_ns_field(text, "\nNSpid:", nspid);
+	levels = status_ns_field(text, "NSpid", nspid);
 	if (nspgid)
-		status_ns_field(text, "\nNSpgid:", nspgid);
+		status_ns_field(text, "NSpgid", nspgid);
 	if (nssid)
-		status_ns_field(text, "\nNSsid:", nssid);
+		status_ns_field(text, "NSsid", nssid);
 	free(text);
 	return levels;
 }
