@@ -849,6 +849,18 @@ mig_container_body() {
 	echo "    $T: $now"
 }
 
+# mig_wait_partial GLOB BYTES: until the round being stored (GLOB) holds BYTES, the migrate in
+# the background ended, or 10 s passed.
+mig_wait_partial() {
+	local i
+	for ((i = 0; i < 1000; i++)); do
+		# shellcheck disable=SC2086 # the glob is meant
+		[ "$(stat -c %s $1 2>/dev/null || echo 0)" -ge "$2" ] && break
+		kill -0 "$MIG_MPID" 2>/dev/null || break
+		sleep 0.01
+	done
+}
+
 # --- failures -------------------------------------------------------------------------------
 
 # migrate failed: not 0, one line on stderr matching a regex.
@@ -922,7 +934,7 @@ mig_destination_clean() {
 }
 
 mig_agent_killed_precopy_body() {
-	local part i
+	local part
 	mig_hosts_up || return 1
 	MIG_MB=32 mig_workload || return 1
 	mig_agent_start agent || return 1
@@ -935,11 +947,7 @@ mig_agent_killed_precopy_body() {
 		REASON="no round 1 line (migrate exited $RC: $(first_err mig))"
 		return 1
 	fi
-	for ((i = 0; i < 1000; i++)); do
-		[ "$(stat -c %s $part 2>/dev/null || echo 0)" -ge $((4 << 20)) ] && break
-		kill -0 "$MIG_MPID" 2>/dev/null || break
-		sleep 0.01
-	done
+	mig_wait_partial "$part" $((4 << 20))
 	mig_agent_kill
 	mig_migrate_wait mig
 	mig_failed mig 'page server|agent|destination' || return 1
@@ -994,11 +1002,7 @@ mig_link_down_final_body() {
 		REASON="no final dump line (migrate exited $RC: $(first_err mig))"
 		return 1
 	fi
-	for ((i = 0; i < 1000; i++)); do
-		[ "$(stat -c %s $part 2>/dev/null || echo 0)" -ge $((2 << 20)) ] && break
-		kill -0 "$MIG_MPID" 2>/dev/null || break
-		sleep 0.01
-	done
+	mig_wait_partial "$part" $((2 << 20))
 	ip -n "$(mig_ns src)" link set "$MIG_SRC_IF" down
 	t0=$SECONDS
 	for ((i = 0; i < MIG_GIVE_UP_S * 50; i++)); do
