@@ -896,7 +896,7 @@ ctr_cgroups_check() {
 }
 
 container_cgroup_body() {
-	local peek want d args=()
+	local peek d args=()
 	# ip netns exec mounts a sysfs of its own over /sys, hiding /sys/fs/cgroup: crest joins
 	# just the host network namespace here
 	CTR_CREST_IN=(nsenter "--net=/run/netns/$CTR_NS")
@@ -924,24 +924,31 @@ container_cgroup_body() {
 	ctr_restore --manage-cgroups || return 1
 	ctr_settle
 	ctr_cgroups_check "after the restore" || return 1
-	ctr_q peek || return 1
-	if [ "$ANSWER" != "$peek" ]; then
-		REASON="after the restore the service answers '$ANSWER', before it '$peek'"
-		return 1
-	fi
-	ctr_snapshot "$TDIR/after.txt"
-	ctr_same "after the restore, the state" "$TDIR/before.txt" "$TDIR/after.txt" || return 1
-	want=$(ctr_next "$peek")
-	ctr_q get || return 1
-	if [ "$ANSWER" != "$want" ]; then
-		REASON="the first get after the restore answered '$ANSWER', expected '$want'"
-		return 1
-	fi
+	ctr_state_kept restore "$peek" || return 1
 	ctr_stop
 }
 
+# ctr_state_kept WHEN PEEK: after WHEN the service answers PEEK, the state inside is
+# before.txt's, and its next get goes on from there.
+ctr_state_kept() {
+	local want
+	ctr_q peek || return 1
+	if [ "$ANSWER" != "$2" ]; then
+		REASON="after the $1 the service answers '$ANSWER', before it '$2'"
+		return 1
+	fi
+	ctr_snapshot "$TDIR/after.txt"
+	ctr_same "after the $1, the state" "$TDIR/before.txt" "$TDIR/after.txt" || return 1
+	want=$(ctr_next "$2")
+	ctr_q get || return 1
+	if [ "$ANSWER" != "$want" ]; then
+		REASON="the first get after the $1 answered '$ANSWER', expected '$want'"
+		return 1
+	fi
+}
+
 container_leave_running_body() {
-	local peek want svc
+	local peek svc
 	ctr_start || return 1
 	ctr_gets 3 || return 1
 	peek=$PEEK
@@ -955,19 +962,7 @@ container_leave_running_body() {
 		REASON="the service is $CTR_SVC after the dump, not $svc"
 		return 1
 	fi
-	ctr_q peek || return 1
-	if [ "$ANSWER" != "$peek" ]; then
-		REASON="after the dump the service answers '$ANSWER', before it '$peek'"
-		return 1
-	fi
-	ctr_snapshot "$TDIR/after.txt"
-	ctr_same "after the dump, the state" "$TDIR/before.txt" "$TDIR/after.txt" || return 1
-	want=$(ctr_next "$peek")
-	ctr_q get || return 1
-	if [ "$ANSWER" != "$want" ]; then
-		REASON="the first get after the dump answered '$ANSWER', expected '$want'"
-		return 1
-	fi
+	ctr_state_kept dump "$peek" || return 1
 	ctr_stop
 }
 
