@@ -14,8 +14,8 @@
 #                           tracking gone, restore from the chain, SIGTERM, verdict
 #   predump_leave_running/<prog>  the same with a --leave-running final dump: runs on untracked
 #
-# and negative tests: dump_nopid, dump_unsupported, dump_enospc, restore_pid_taken,
-# restore_file_changed, restore_corrupt/<variant>; and for pre-dump chains: predump_dirtypages
+# check (crest check exits 0 and says yes to what the tests rely on); and negative tests:
+# dump_nopid, dump_unsupported, dump_enospc, restore_pid_taken, restore_file_changed, restore_corrupt/<variant>; and for pre-dump chains: predump_dirtypages
 # (each round holds exactly the pages written since the last), predump_writer (200 MB/s of
 # writes during the rounds), predump_uffd, predump_missing_parent, predump_stop_tracking,
 # predump_other_pid.  page_server/<variant>, compress/<prog>: see test/live/page_server.sh.
@@ -243,7 +243,7 @@ if [ "$PLAIN" = 1 ]; then
 else
 	ALL_TESTS+=("${PROGRAMS[@]}")
 	for p in "${PROGRAMS[@]}"; do ALL_TESTS+=("leave_running/$p"); done
-	ALL_TESTS+=(dump_nopid dump_unsupported dump_enospc restore_pid_taken restore_file_changed)
+	ALL_TESTS+=(check dump_nopid dump_unsupported dump_enospc restore_pid_taken restore_file_changed)
 	ALL_TESTS+=(dump_ghost_limit dump_locks_refused restore_inherit_fd restore_inotify_irmap)
 	for c in "${CORRUPTIONS[@]}"; do ALL_TESTS+=("restore_corrupt/$c"); done
 	for p in "${PROGRAMS[@]}"; do ALL_TESTS+=("predump/$p"); done
@@ -599,6 +599,23 @@ plain_body() {
 }
 
 # --- negative tests ------------------------------------------------------------------------
+
+# crest check on this machine: exit 0, and a yes for every feature the tests rely on.
+check_body() {
+	local f
+	run_crest check check
+	if [ "$RC" != 0 ]; then
+		REASON="crest check exited $RC: $(first_err check)"
+		return 1
+	fi
+	for f in ptrace process_vm_readv pidfd_getfd "clone3 set_tid" PAGEMAP_SCAN \
+		"userfaultfd WP async" TCP_REPAIR "container namespaces" "SysV IPC ids" open_tree; do
+		if ! grep -q "^$f.*: yes" "$TDIR/check.out"; then
+			REASON="crest check does not say yes to $f: $(grep "^$f" "$TDIR/check.out")"
+			return 1
+		fi
+	done
+}
 
 dump_nopid_body() {
 	local max pid
@@ -1524,6 +1541,7 @@ for t in "${TESTS[@]}"; do
 	case $t in
 	plain/*) plain_body "$prog" ;;
 	leave_running/*) leave_running_body "$prog" ;;
+	check) check_body ;;
 	dump_nopid) dump_nopid_body ;;
 	dump_unsupported) prog=unsupported && dump_unsupported_body ;;
 	restore_file_changed) prog=files && restore_file_changed_body ;;
