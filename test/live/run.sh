@@ -16,8 +16,9 @@
 #
 # check (crest check exits 0 and says yes to what the tests rely on); and negative tests:
 # dump_nopid, dump_unsupported, dump_enospc, restore_pid_taken, restore_file_changed,
-# restore_corrupt/<variant>; and for pre-dump chains: predump_dirtypages (each round holds exactly the pages written since the last), predump_writer (200 MB/s of
-# writes during the rounds), predump_uffd, predump_missing_parent, predump_stop_tracking,
+# restore_corrupt/<variant>; and for pre-dump chains: predump_dirtypages (each round holds
+# exactly the pages written since the last), predump_writer (200 MB/s of writes during the
+# rounds), predump_uffd, predump_missing_parent, predump_stop_tracking,
 # predump_other_pid.  page_server/<variant>, compress/<prog>: see test/live/page_server.sh.
 # tcp/<variant>, udp/<variant>: TCP and UDP sockets, see test/live/tcp.sh.
 # netns/<variant>: a tree with its own network namespace, see test/live/netns.sh.
