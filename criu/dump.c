@@ -429,7 +429,7 @@ static int dump_one(struct dump_ctx *d)
 	mm_entry__init(d->mm);
 	d->core->pid = d->pid;
 	if (stop_threads(d) || proc_parse_stat(d->pid, &d->stat) ||
-	    proc_parse_status(d->pid, &d->status) || proc_parse_smaps(d->pid, &d->vmas))
+	    proc_parse_status(d->pid, &d->status) || vmaflags_read(d))
 		return -1;
 	if (d->status.threads != (int)d->threads.len) {
 		pr_err("process %d changed its threads while being dumped", d->pid);
@@ -455,7 +455,7 @@ static int dump_one(struct dump_ctx *d)
 	    files_dump(d))
 		return -1;
 	pr_debug("task %d: threads, state and files saved", d->pid);
-	if (mem_dump(d, d->mm))
+	if (mem_dump(d, d->mm) || vmaflags_verify(d))
 		return -1;
 	pr_debug("task %d: memory saved", d->pid);
 	if (rsys_scratch_unmap(&d->rs))
@@ -574,6 +574,7 @@ static int dump_precheck(const struct crest_opts *opts)
 
 static void tree_free(struct dump_tree *t)
 {
+	vmaflags_free(t);
 	vec_free(&t->tcp_repaired);
 	if (t->netns)
 		netns_entry__free_unpacked(t->netns, NULL);
@@ -825,8 +826,9 @@ int crest_dump(const struct crest_opts *opts)
 	tree_init(&t, opts);
 	if (dump_begin(&t, &sink, true))
 		goto out;
-	if (netns_dump_prepare(&t))
+	if (netns_dump_prepare(&t) || vmaflags_prefetch(&t, opts->pid))
 		goto out;
+	test_hook("CREST_TEST_BEFORE_FREEZE");
 	frozen = true;
 	t_seize = now_ns(CLOCK_MONOTONIC);
 	if (tree_seize(&t, opts->pid))

@@ -89,6 +89,7 @@ struct dump_tree {
 	void *cgroups;		 /* cgroup.c's state */
 	bool pid_ns;		 /* ns.c: the root is the init of the tree's own pid namespace */
 	struct vec mnt_ids;	 /* mnt.c: uint32_t ids of the tree's own mounts, if it has them */
+	struct vec vmaflags_pre; /* vmaflags.c: every task's smaps, read before the freeze */
 };
 
 struct dump_ctx {
@@ -101,7 +102,9 @@ struct dump_ctx {
 	int exit_code; /* zombies: wait status */
 	struct proc_stat stat;
 	struct proc_status status;
-	struct vec vmas;	  /* struct proc_vma, from smaps, taken while frozen */
+	struct vec vmas;	  /* struct proc_vma, taken while frozen (vmaflags.c) */
+	bool vmaflags_unchecked;  /* vmaflags.c: their flags are from before the freeze */
+	struct vmaflags_check *vmaflags_check; /* and the true ones, being read meanwhile */
 	struct vec threads;	  /* struct dump_thread, the leader first */
 	struct rsys rs;		  /* the leader's, owning the scratch memory */
 	int pidfd;		  /* for pidfd_getfd, opened when first needed */
@@ -341,8 +344,24 @@ int mem_restore(struct restore_ctx *r);		  /* fresh address space (the root) */
 int mem_restore_inherited(struct restore_ctx *r); /* forked from its restored parent */
 const struct proc_vma *vma_find_special(const struct vec *vmas, const char *name);
 
+int mem_vma_flags_changed(struct dump_ctx *d, VmaEntry *e, const struct proc_vma *v);
+
+/* vmaflags.c: VMA flags read before the freeze, checked inside it */
+int vmaflags_prefetch(struct dump_tree *t, pid_t root);
+int vmaflags_read(struct dump_ctx *d);	      /* d->vmas, while frozen */
+int vmaflags_check_start(struct dump_ctx *d); /* the true flags, read by a thread meanwhile */
+int vmaflags_verify(struct dump_ctx *d);      /* before the task's images are written */
+void vmaflags_free(struct dump_tree *t);
+/* Copy flags from pre into now; false when a VMA of now is not in pre as it is. */
+bool vmaflags_take(struct vec *now, const struct vec *pre);
+/*
+ * at[i]: the index in truth of dumped's VMA i, which must have the same line; truth may also
+ * hold the VMA at skip.  -1 when the two layouts differ otherwise.
+ */
+int vmaflags_match(const struct vec *dumped, const struct vec *truth, unsigned long skip,
+		   size_t *at);
+
 /* pages.c: page contents */
-int pages_dump(struct dump_ctx *d, MmEntry *mm);
 int pages_plan(struct dump_ctx *d, MmEntry *mm);
 int pages_execute(struct dump_ctx *d, MmEntry *mm);
 int pages_restore_prepare(struct restore_ctx *r);

@@ -194,6 +194,32 @@ static int mm_dump_fields(struct dump_ctx *d, MmEntry *mm)
 	return mm->exe_path ? 0 : -1;
 }
 
+static uint32_t vma_madv(const struct proc_vma *v)
+{
+	uint32_t madv = 0;
+
+	for (size_t j = 0; j < ARRAY_SIZE(madv_map); j++)
+		if (v->vmflags & madv_map[j].vmf)
+			madv |= madv_map[j].madv_bit;
+	return madv;
+}
+
+/*
+ * The VMA's flags turned out other than those its entry was made with (vmaflags.c): what
+ * depends on them again.  Its pages do not: the kernel's page categories decided those.
+ */
+int mem_vma_flags_changed(struct dump_ctx *d, VmaEntry *e, const struct proc_vma *v)
+{
+	VmaKind kind;
+
+	if (vma_classify(d->pid, v, &kind, d->tree->prev_track))
+		return -1;
+	e->madv = vma_madv(v);
+	if (e->has_may_write)
+		e->may_write = v->shared && (v->vmflags & VMF_MAYWRITE);
+	return 0;
+}
+
 /*
  * Does the parent task have this very VMA, so that a child forked from the restored parent
  * already has it?  Then the child keeps it on restore, and its pages shared copy-on-write
@@ -236,9 +262,7 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 		e->end = v->end;
 		e->kind = kind;
 		e->prot = v->prot;
-		for (size_t j = 0; j < ARRAY_SIZE(madv_map); j++)
-			if (v->vmflags & madv_map[j].vmf)
-				e->madv |= madv_map[j].madv_bit;
+		e->madv = vma_madv(v);
 		char *memfd = shmem_memfd_name(v->path);
 
 		if (memfd || kind == VMA_KIND__VMA_ANON_SHARED) {
@@ -284,7 +308,13 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm)
 	if (mm_dump_fields(d, mm))
 		return -1;
 	/* a pre-dump copies the pages once the tree runs again */
-	return d->tree->pre_dump ? pages_plan(d, mm) : pages_dump(d, mm);
+	if (d->tree->pre_dump)
+		return pages_plan(d, mm);
+	/*
+	 * The check of the flags walks the page tables as the plan does, and slows it as much
+	 * as it would take alone: it runs while the pages are copied and written instead.
+	 */
+	return pages_plan(d, mm) || vmaflags_check_start(d) || pages_execute(d, mm) ? -1 : 0;
 }
 
 /* ---- restore ---- */

@@ -710,11 +710,6 @@ out:
 	return ret;
 }
 
-int pages_dump(struct dump_ctx *d, MmEntry *mm)
-{
-	return pages_plan(d, mm) || pages_execute(d, mm) ? -1 : 0;
-}
-
 /* The content of a shared memory object, as runs of file offsets. */
 int pages_dump_shmem(struct dump_ctx *d, int fd, uint64_t size, unsigned int id)
 {

@@ -65,15 +65,41 @@ static int parse_maps_line(const char *line, struct proc_vma *v)
 	return 0;
 }
 
+int proc_vmas_parse(const char *text, struct vec *vmas, const char **bad_line)
+{
+	struct proc_vma *cur = NULL;
+	const char *line;
+
+	for (line = text; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		/* A VMA header starts with a hex digit; smaps fields start with a capital. */
+		if (isdigit((unsigned char)line[0]) || (line[0] >= 'a' && line[0] <= 'f')) {
+			cur = vec_push(vmas);
+			if (!cur) {
+				*bad_line = NULL;
+				return -1;
+			}
+			if (parse_maps_line(line, cur)) {
+				*bad_line = line;
+				return -1;
+			}
+		} else if (cur && !strncmp(line, "VmFlags:", 8)) {
+			cur->vmflags = parse_vmflags(line + 8);
+		}
+	}
+	return 0;
+}
+
 /*
  * smaps has the VmFlags a dump needs, but the kernel walks every page of every VMA to count
  * what it shows: when only the layout matters (restore), maps is much cheaper.
  */
 static int parse_vmas(pid_t pid, struct vec *vmas, const char *file)
 {
+	const char *bad;
 	char path[64];
-	char *text, *line;
-	struct proc_vma *cur = NULL;
+	char *text;
+	int ret;
 
 	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
 	text = read_file_at(AT_FDCWD, path, NULL);
@@ -81,28 +107,13 @@ static int parse_vmas(pid_t pid, struct vec *vmas, const char *file)
 		pr_perror("cannot read %s", path);
 		return -1;
 	}
-	for (line = text; line && *line;
-	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-		/* A VMA header starts with a hex digit; smaps fields start with a capital. */
-		if (isdigit((unsigned char)line[0]) || (line[0] >= 'a' && line[0] <= 'f')) {
-			cur = vec_push(vmas);
-			if (!cur) {
-				pr_err("out of memory");
-				goto err;
-			}
-			if (parse_maps_line(line, cur)) {
-				pr_err("%s: cannot parse line: %.80s", path, line);
-				goto err;
-			}
-		} else if (cur && !strncmp(line, "VmFlags:", 8)) {
-			cur->vmflags = parse_vmflags(line + 8);
-		}
-	}
+	ret = proc_vmas_parse(text, vmas, &bad);
+	if (ret && bad)
+		pr_err("%s: cannot parse line: %.80s", path, bad);
+	else if (ret)
+		pr_err("out of memory");
 	free(text);
-	return 0;
-err:
-	free(text);
-	return -1;
+	return ret;
 }
 
 int proc_parse_smaps(pid_t pid, struct vec *vmas)

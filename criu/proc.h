@@ -44,6 +44,11 @@ struct proc_vma {
 int proc_parse_smaps(pid_t pid, struct vec *vmas);
 /* The same without VmFlags (vmflags 0), from the cheaper /proc/PID/maps. */
 int proc_parse_maps(pid_t pid, struct vec *vmas);
+/*
+ * The VMAs of a maps or smaps text, appended to vmas; logs nothing (threads use it).  On
+ * failure *bad_line is the line that did not parse, or NULL when memory ran out.
+ */
+int proc_vmas_parse(const char *text, struct vec *vmas, const char **bad_line);
 
 struct proc_stat {
 	char state;

@@ -374,7 +374,11 @@ int rsys_peek(struct rsys *rs, unsigned long addr, void *buf, size_t len)
 
 int rsys_scratch_map(struct rsys *rs, unsigned long hint, size_t len)
 {
-	long flags = MAP_PRIVATE | MAP_ANONYMOUS | (hint ? MAP_FIXED_NOREPLACE : 0);
+	/*
+	 * Anywhere (a dump): shared, because a shared anonymous mapping never merges with a VMA
+	 * next to it, whose line in /proc/PID/smaps must stay what it was (vmaflags.c).
+	 */
+	long flags = MAP_ANONYMOUS | (hint ? MAP_PRIVATE | MAP_FIXED_NOREPLACE : MAP_SHARED);
 	long addr = rsys6(rs, SYS_mmap, hint, len, PROT_READ | PROT_WRITE, flags, -1, 0);
 
 	if (addr < 0 && addr > -4096) {

@@ -14,6 +14,14 @@
 
 #include "util.h"
 
+void test_hook(const char *var)
+{
+	const char *cmd = getenv(var);
+
+	if (cmd && *cmd && system(cmd))
+		fprintf(stderr, "crest: %s: the command failed\n", var);
+}
+
 char *read_file_at(int dirfd, const char *path, size_t *len)
 {
 	size_t cap = 4096, n = 0;

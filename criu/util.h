@@ -21,6 +21,12 @@
 
 /* Read a whole small file (/proc) into a NUL-terminated malloc'ed buffer; NULL on error. */
 char *read_file_at(int dirfd, const char *path, size_t *len);
+
+/*
+ * For tests: when the environment variable var is set, run it as a shell command and wait,
+ * so that a test can act at one exact point of a run (e.g. just before a dump freezes).
+ */
+void test_hook(const char *var);
 /* readlinkat into buf (NUL-terminated); -1 on error. */
 int readlink_at(int dirfd, const char *path, char *buf, size_t len);
 /* Find "Key:" at the start of a line in a /proc status-like text; returns the value start. */

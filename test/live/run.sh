@@ -16,6 +16,7 @@
 #
 # check (crest check exits 0 and says yes to what the tests rely on); and negative tests:
 # dump_nopid, dump_unsupported, dump_enospc, restore_pid_taken, restore_file_changed,
+# dump_flags_changed and dump_vmas_changed (VMA flags changed just before the freeze),
 # restore_corrupt/<variant>; and for pre-dump chains: predump_dirtypages (each round holds
 # exactly the pages written since the last), predump_writer (200 MB/s of writes during the
 # rounds), predump_uffd, predump_missing_parent, predump_stop_tracking,
@@ -44,7 +45,7 @@ PROGRAMS=(counter nanosleep poll futex memory fpu signals itimer posix_timer fil
 	pipes fifo eventfd epoll signalfd timerfd shared_offset fd_tree memfd
 	ghost_files ghost_mmap ghost_tmpfile ghost_remap locks pty inotify
 	sk_unix sk_unix2 sysv_shm)
-HELPERS=(unsupported ghost_big inherit_fd) # programs only the negative tests use
+HELPERS=(unsupported ghost_big inherit_fd vmaflags) # programs only the special tests use
 # Extra dump options of a program, in its restore and leave_running tests.
 declare -A DUMP_ARGS=([ghost_remap]=--link-remap [locks]=--file-locks)
 HELPERS+=(dirtypages memwriter uffd lazyops) # and those of the pre-dump and lazy tests
@@ -246,6 +247,7 @@ else
 	for p in "${PROGRAMS[@]}"; do ALL_TESTS+=("leave_running/$p"); done
 	ALL_TESTS+=(check dump_nopid dump_unsupported dump_enospc restore_pid_taken restore_file_changed)
 	ALL_TESTS+=(dump_ghost_limit dump_locks_refused restore_inherit_fd restore_inotify_irmap)
+	ALL_TESTS+=(dump_flags_changed dump_vmas_changed)
 	for c in "${CORRUPTIONS[@]}"; do ALL_TESTS+=("restore_corrupt/$c"); done
 	for p in "${PROGRAMS[@]}"; do ALL_TESTS+=("predump/$p"); done
 	for p in "${PREDUMP_LEAVE_RUNNING[@]}"; do ALL_TESTS+=("predump_leave_running/$p"); done
@@ -842,6 +844,26 @@ restore_inotify_irmap_body() {
 
 # A dump that fails half way (the images' filesystem fills up) must leave the process running
 # exactly as before: the memory test then verifies every byte and mapping itself.
+# vmas_changed_body SIGNAL LOG_LINE: the dump reads VMA flags before it freezes; just then
+# (CREST_TEST_BEFORE_FREEZE) the vmaflags program changes the flags of three whole VMAs
+# (SIGUSR1), or that and maps one more (SIGUSR2).  The restored VMAs must have the flags of
+# the freeze, which the dump found by its check in the freeze (flags only) or by the changed
+# maps lines; its log must say which (LOG_LINE).
+vmas_changed_body() {
+	local sig=$1 want=$2 rc
+	CREST_TEST_BEFORE_FREEZE="kill -$sig \$(sed -n 's/^ready //p' '$LOG') &&
+		timeout 5 sh -c 'until grep -q ^flipped \"$LOG\"; do sleep 0.01; done'"
+	export CREST_TEST_BEFORE_FREEZE
+	restore_body vmaflags
+	rc=$?
+	unset CREST_TEST_BEFORE_FREEZE
+	[ "$rc" = 0 ] || return 1
+	if ! grep -q "$want" "$TDIR/img/dump.log"; then
+		REASON="the dump log does not say '$want'"
+		return 1
+	fi
+}
+
 dump_enospc_body() {
 	start_prog memory
 	wait_ready "$PID" || return 1
@@ -1552,6 +1574,8 @@ for t in "${TESTS[@]}"; do
 	dump_locks_refused) prog=locks && dump_locks_refused_body ;;
 	restore_inherit_fd) prog=inherit_fd && restore_inherit_fd_body ;;
 	restore_inotify_irmap) prog=inotify && restore_inotify_irmap_body ;;
+	dump_flags_changed) prog=vmaflags && vmas_changed_body USR1 "changed just before the freeze" ;;
+	dump_vmas_changed) prog=vmaflags && vmas_changed_body USR2 "VMAs changed since they were read" ;;
 	restore_corrupt/*) prog=pid && restore_corrupt_body "${t#*/}" ;;
 	predump/*) predump_body "$prog" ;;
 	predump_leave_running/*) predump_leave_running_body "$prog" ;;
