@@ -6,6 +6,7 @@
 #ifndef CREST_INTERNAL_H
 #define CREST_INTERNAL_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -198,6 +199,8 @@ struct restore_tree {
 	struct vec helpers;	  /* int: crest fds every task inherits and closes at its end */
 	int helper_base;	  /* every helper fd is >= this, every target fd below */
 	struct vec group_helpers; /* pid_t: stand-ins for dead process group leaders */
+	cpu_set_t crest_cpus;	  /* crest's own CPUs; it runs on one of them while restoring */
+	bool pinned;		  /* crest and the tree being built run on one CPU */
 	struct vec shmems;	  /* ShmemEntry *, by id - 1 */
 	int *shmem_fds;		  /* per object: crest's fd (a helper), -1 until needed */
 	struct vec pipes;	  /* pipes.c's pipe objects */
@@ -403,6 +406,9 @@ int task_dump(struct dump_ctx *d);
 int task_dump_thread(struct dump_ctx *d, struct dump_thread *t);
 int task_restore(struct restore_ctx *r);
 int task_restore_late(struct restore_ctx *r);
+void task_restore_affinity(struct restore_ctx *r, const cpu_set_t *fallback);
+/* restore.c: crest's own CPUs back (it ran on one while building the tree) */
+void restore_unpin(const struct restore_tree *t);
 int task_restore_thread(struct restore_ctx *r, struct restore_thread *t);
 int task_restore_dumpable(struct restore_ctx *r, struct restore_thread *t);
 

@@ -475,6 +475,7 @@ static int start_server(struct restore_ctx *r)
 		static char keep[65536];
 		int max = sizeof(keep);
 
+		restore_unpin(t); /* serves the tree on any CPU */
 		keep[r->uffd] = 1;
 		for (size_t j = 0; j < r->lazy_segs.len; j++) {
 			int fd = vec_at(&r->lazy_segs, struct page_seg, j)->fd;

@@ -363,19 +363,31 @@ static int restore_sched(struct restore_ctx *r)
 				pr_user_warn("cannot restore the scheduling policy of %d: %s", tid,
 					     strerror(errno));
 		}
-		if (c->n_cpu_affinity) {
-			cpu_set_t set;
-			size_t len =
-				min_t(size_t, sizeof(set), c->n_cpu_affinity * sizeof(uint64_t));
-
-			CPU_ZERO(&set);
-			memcpy(&set, c->cpu_affinity, len);
-			if (sched_setaffinity(tid, sizeof(set), &set))
-				pr_user_warn("cannot restore the CPU affinity of %d: %s", tid,
-					     strerror(errno));
-		}
 	}
 	return 0;
+}
+
+/*
+ * CPU affinity: the tree is built on crest's CPU (restore.c) and gets its own CPUs once it is
+ * whole, the dumped ones or, if none were saved, those crest had.
+ */
+void task_restore_affinity(struct restore_ctx *r, const cpu_set_t *fallback)
+{
+	const TaskCoreEntry *c = r->core;
+	cpu_set_t set = *fallback;
+
+	if (c->n_cpu_affinity) {
+		CPU_ZERO(&set);
+		memcpy(&set, c->cpu_affinity,
+		       min_t(size_t, sizeof(set), c->n_cpu_affinity * sizeof(uint64_t)));
+	}
+	for (size_t i = 0; i < r->threads.len; i++) {
+		pid_t tid = restore_thread_at(r, i)->tid;
+
+		if (sched_setaffinity(tid, sizeof(set), &set))
+			pr_user_warn("cannot restore the CPU affinity of %d: %s", tid,
+				     strerror(errno));
+	}
 }
 
 /* Limits and scheduling, set by crest from outside. */

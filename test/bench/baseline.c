@@ -6,7 +6,12 @@
  * a dump that writes its pages image costs at the least).  Each is run REPS times and the
  * median printed, as "memcpy_s SECONDS" and "pagecache_write_s SECONDS".
  *
- * Usage: baseline DIR
+ * With "fill MIB COUNT": the least a restore of COUNT tasks of MIB MiB of private memory
+ * each pays to put it back: COUNT times, read a cached file of MIB MiB into a fresh anonymous
+ * mapping (the page faults, zeroing and copy a restored task's pread() does) and unmap it.
+ * The median total of REPS is printed as "fill_s SECONDS".
+ *
+ * Usage: baseline DIR [fill MIB COUNT]
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -85,13 +90,57 @@ static double time_pagecache_write(const char *dir, const char *src)
 	return t;
 }
 
+static double time_fill(const char *dir, size_t len, int count)
+{
+	char path[4096], *src = malloc(len);
+	double t;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/baseline.XXXXXX", dir);
+	fd = mkstemp(path);
+	if (fd < 0 || !src) {
+		perror("baseline: mkstemp");
+		exit(1);
+	}
+	unlink(path);
+	for (size_t i = 0; i < len; i++)
+		src[i] = (char)(i * 131 + (i >> 12));
+	if (write(fd, src, len) != (ssize_t)len) {
+		perror("baseline: write");
+		exit(1);
+	}
+	t = now();
+	for (int i = 0; i < count; i++) {
+		char *m =
+			mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED || pread(fd, m, len, 0) != (ssize_t)len ||
+		    m[len - 1] != src[len - 1]) {
+			perror("baseline: fill");
+			exit(1);
+		}
+		munmap(m, len);
+	}
+	t = now() - t;
+	close(fd);
+	free(src);
+	return t;
+}
+
 int main(int argc, char **argv)
 {
 	double cp[REPS], wr[REPS];
 	char *src, *dst;
 
+	if (argc == 5 && !strcmp(argv[2], "fill")) {
+		for (int i = 0; i < REPS; i++)
+			cp[i] = time_fill(argv[1], strtoul(argv[3], NULL, 0) << 20, atoi(argv[4]));
+		qsort(cp, REPS, sizeof(double), cmp_double);
+		printf("fill_s %.6f\n", cp[REPS / 2]);
+		return 0;
+	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: baseline DIR\n");
+		fprintf(stderr, "usage: baseline DIR [fill MIB COUNT]\n");
 		return 1;
 	}
 	src = alloc_faulted(0x5a);

@@ -8,9 +8,11 @@
  * region alone from /proc/PID/smaps; after SIGTERM it measures again and fails if the tree's
  * total grew by more than 10%.  Rss (which counts a shared page in every sharer) is reported
  * too.  Then every worker checks every page of the region (the pattern, and its own page) and
- * exits 0 or 1; the root checks its own copy, reaps them all and prints the verdict.
+ * exits 0 or 1; the root checks its own copy, reaps them all and prints the verdict.  Odd
+ * workers also pin themselves to one CPU, and every worker checks it has its CPUs back.
  */
 #include <errno.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,10 +92,36 @@ static ssize_t bad_page(int w)
 	return -1;
 }
 
+/*
+ * Odd workers run on one CPU of their own choosing, the others on all the root's: after the
+ * restore each must have its own again (crest builds the tree on one CPU of its own).
+ */
+static void pick_cpus(int w, cpu_set_t *cpus)
+{
+	int n = CPU_COUNT(cpus), k = (w / 2) % (n ? n : 1);
+
+	if (!(w % 2) || n < 2)
+		return;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, cpus) && !k--) {
+			CPU_ZERO(cpus);
+			CPU_SET(cpu, cpus);
+			break;
+		}
+	}
+	if (sched_setaffinity(0, sizeof(*cpus), cpus))
+		_exit(4);
+}
+
 static void __attribute__((noreturn)) worker(int w, pid_t parent)
 {
 	volatile char sink;
+	cpu_set_t cpus, now;
 	ssize_t p;
+
+	if (sched_getaffinity(0, sizeof(cpus), &cpus))
+		_exit(4);
+	pick_cpus(w, &cpus);
 
 	/* Read everything, as a server worker reads its preloaded data... */
 	for (size_t off = 0; off < REGION; off += PAGE)
@@ -110,6 +138,11 @@ static void __attribute__((noreturn)) worker(int w, pid_t parent)
 			_exit(2);
 		}
 		sleep_ms(20);
+	}
+	if (sched_getaffinity(0, sizeof(now), &now) || !CPU_EQUAL(&now, &cpus)) {
+		tl_log("worker %d: runs on %d CPUs, not the %d it chose", w, CPU_COUNT(&now),
+		       CPU_COUNT(&cpus));
+		_exit(3);
 	}
 	p = bad_page(w);
 	if (p >= 0) {
