@@ -144,6 +144,26 @@ fail:
 	return -1;
 }
 
+/* Affinity is per thread: the words of its CPU mask up to the last with a CPU in it. */
+static int dump_thread_affinity(pid_t tid, ThreadCoreEntry *t)
+{
+	cpu_set_t set;
+	size_t n = sizeof(set) / sizeof(uint64_t);
+
+	if (sched_getaffinity(tid, sizeof(set), &set)) {
+		pr_perror("cannot read the CPU affinity of %d", tid);
+		return -1;
+	}
+	while (n > 1 && !((uint64_t *)&set)[n - 1])
+		n--;
+	t->cpu_affinity = malloc(n * sizeof(uint64_t));
+	if (!t->cpu_affinity)
+		return -1;
+	memcpy(t->cpu_affinity, &set, n * sizeof(uint64_t));
+	t->n_cpu_affinity = n;
+	return 0;
+}
+
 /* Per thread: what the kernel keeps pointers to, the parent-death signal, the name. */
 int task_dump_thread(struct dump_ctx *d, struct dump_thread *th)
 {
@@ -177,6 +197,8 @@ int task_dump_thread(struct dump_ctx *d, struct dump_thread *th)
 	t->has_robust_list = t->has_robust_list_len = true;
 	t->robust_list = head;
 	t->robust_list_len = len;
+	if (dump_thread_affinity(th->tid, t))
+		return -1;
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, th->tid, sizeof(rc), &rc) < 0) {
 		pr_perror("cannot read the rseq registration of %d", th->tid);
 		return -1;
@@ -367,25 +389,32 @@ static int restore_sched(struct restore_ctx *r)
 	return 0;
 }
 
+static void mask_of(cpu_set_t *set, const uint64_t *words, size_t n)
+{
+	CPU_ZERO(set);
+	memcpy(set, words, min_t(size_t, sizeof(*set), n * sizeof(uint64_t)));
+}
+
 /*
  * CPU affinity: the tree is built on crest's CPU (restore.c) and gets its own CPUs once it is
- * whole, the dumped ones or, if none were saved, those crest had.
+ * whole: each thread its own, else its task's (images before per-thread masks), else, if none
+ * was saved, those crest had.
  */
 void task_restore_affinity(struct restore_ctx *r, const cpu_set_t *fallback)
 {
 	const TaskCoreEntry *c = r->core;
-	cpu_set_t set = *fallback;
+	cpu_set_t task = *fallback;
 
-	if (c->n_cpu_affinity) {
-		CPU_ZERO(&set);
-		memcpy(&set, c->cpu_affinity,
-		       min_t(size_t, sizeof(set), c->n_cpu_affinity * sizeof(uint64_t)));
-	}
+	if (c->n_cpu_affinity)
+		mask_of(&task, c->cpu_affinity, c->n_cpu_affinity);
 	for (size_t i = 0; i < r->threads.len; i++) {
-		pid_t tid = restore_thread_at(r, i)->tid;
+		const struct restore_thread *th = restore_thread_at(r, i);
+		cpu_set_t set = task;
 
-		if (sched_setaffinity(tid, sizeof(set), &set))
-			pr_user_warn("cannot restore the CPU affinity of %d: %s", tid,
+		if (th->core->n_cpu_affinity)
+			mask_of(&set, th->core->cpu_affinity, th->core->n_cpu_affinity);
+		if (sched_setaffinity(th->tid, sizeof(set), &set))
+			pr_user_warn("cannot restore the CPU affinity of %d: %s", th->tid,
 				     strerror(errno));
 	}
 }

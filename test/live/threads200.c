@@ -2,17 +2,19 @@
 /*
  * 200 threads, each with state of its own: a __thread value (and its address, which is fs_base
  * plus an offset), a signal mask blocking a thread-specific set of realtime signals, a name
- * ("crest-t000".."crest-t199") and its TID.  The threads record all of it, then sleep in short
+ * ("crest-t000".."crest-t199"), its TID, and its CPUs (every third thread pins itself to one
+ * CPU, the others keep the process's).  The threads record all of it, then sleep in short
  * nanosleep() steps watching a flag (no futex, no barrier: nothing that a restore could leave
  * half-done).  After SIGTERM the main thread checks every TID is still there and raises the
  * flag; each thread compares its TLS value and address, its mask (pthread_sigmask query), its
- * gettid() and its name (/proc/self/task/TID/comm and PR_GET_NAME) with what it recorded and
+ * CPU affinity, its gettid() and its name (/proc/self/task/TID/comm and PR_GET_NAME) with what it recorded and
  * returns.  The main thread joins them with a deadline (a join that never returns would mean
  * clear_child_tid was lost) and prints the verdict.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -37,6 +39,7 @@ struct thread {
 	void *tls_addr;
 	uint64_t mask; /* signals 1..64 as bits 0..63 */
 	char name[16];
+	cpu_set_t cpus;
 	int registered, result;
 	char why[160];
 };
@@ -99,6 +102,7 @@ static bool read_comm(pid_t tid, char *buf, size_t size)
 static int check_thread(struct thread *t)
 {
 	char comm[32], pname[17] = "";
+	cpu_set_t cpus;
 	sigset_t cur;
 	uint64_t mask;
 	pid_t tid = gettid();
@@ -120,6 +124,11 @@ static int check_thread(struct thread *t)
 			 (unsigned long long)mask, (unsigned long long)t->mask);
 		return BAD;
 	}
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) || !CPU_EQUAL(&cpus, &t->cpus)) {
+		snprintf(t->why, sizeof(t->why), "runs on %d CPUs, was %d", CPU_COUNT(&cpus),
+			 CPU_COUNT(&t->cpus));
+		return BAD;
+	}
 	if (!read_comm(tid, comm, sizeof(comm)) || strcmp(comm, t->name)) {
 		snprintf(t->why, sizeof(t->why), "comm '%s', was '%s'", comm, t->name);
 		return BAD;
@@ -130,6 +139,27 @@ static int check_thread(struct thread *t)
 		return BAD;
 	}
 	return GOOD;
+}
+
+/* Every third thread on one CPU of the process's, in turn; the others on all of them. */
+static void pin_some(struct thread *t)
+{
+	int n, k;
+
+	sched_getaffinity(0, sizeof(t->cpus), &t->cpus);
+	n = CPU_COUNT(&t->cpus);
+	if (t->idx % 3 || n < 2)
+		return;
+	k = (t->idx / 3) % n;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, &t->cpus) && !k--) {
+			CPU_ZERO(&t->cpus);
+			CPU_SET(cpu, &t->cpus);
+			break;
+		}
+	}
+	sched_setaffinity(0, sizeof(t->cpus), &t->cpus);
+	sched_getaffinity(0, sizeof(t->cpus), &t->cpus);
 }
 
 static void *thread_fn(void *arg)
@@ -147,6 +177,7 @@ static void *thread_fn(void *arg)
 	t->mask = set_bits(&set);
 	snprintf(t->name, sizeof(t->name), "crest-t%03d", t->idx);
 	pthread_setname_np(pthread_self(), t->name);
+	pin_some(t);
 	__atomic_store_n(&t->registered, 1, __ATOMIC_RELEASE);
 
 	while (phase == WAITING)
