@@ -168,6 +168,7 @@ int mqueue_restore_late(struct restore_ctx *r);
 
 /* lazy.c: --lazy-pages */
 int lazy_take(struct restore_ctx *r);
+void lazy_release(struct restore_tree *t); /* the tree runs: servers copy in the background */
 
 /* net.c: the tree's own network namespace */
 int netns_dump_prepare(struct dump_tree *t);
@@ -210,6 +211,7 @@ struct restore_tree {
 	bool inet_built;
 	bool own_netns;		  /* net.c: the tree has its own network namespace (netns.img) */
 	struct vec lazy_pids;	  /* pid_t: lazy.c's servers, one per lazy task */
+	int lazy_go[2];		  /* lazy.c: a pipe; its end tells servers the tree runs */
 	int host_netns;		  /* crest's own namespace while crest is in the tree's, or -1 */
 	void *cgroups;		  /* cgroup.c's state */
 	/* ns.c, mnt.c: the tree's own pid, uts, ipc and mount namespaces */

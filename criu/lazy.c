@@ -17,8 +17,12 @@
  * ones are filled where they went.  Pages the task already has (it wrote them, or a fault
  * brought them) are never overwritten: UFFDIO_COPY refuses (EEXIST) and the copy moves on.
  *
- * Only tasks without children in the tree, and only VMAs not inherited from a parent, go
- * lazy; compressed pages and everything else are filled at restore as always.
+ * Only tasks without children in the tree go lazy (a child forked from a task must find its
+ * memory there); a VMA it inherited from its parent does too: the pages it shares with the
+ * parent are kept, all others were dropped (pages_drop_inherited) and are missing like those
+ * of a fresh VMA.  Compressed pages and everything else are filled at restore as always.
+ * Servers serve faults from the start but copy in the background only once crest is done
+ * (the restore needs the CPUs; during a migration it is downtime), at the lowest priority.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +34,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,7 +82,7 @@ static bool lazy_vma(const struct restore_ctx *r, const VmaEntry *v)
 
 	if ((mm->arg_start < v->end && mm->env_end > v->start))
 		return false;
-	return v->kind == VMA_KIND__VMA_ANON_PRIVATE && !v->inherit && (v->prot & PROT_WRITE) &&
+	return v->kind == VMA_KIND__VMA_ANON_PRIVATE && (v->prot & PROT_WRITE) &&
 	       !(v->madv & (VMA_MADV__MADV_BIT_LOCKED | VMA_MADV__MADV_BIT_LOCKONFAULT));
 }
 
@@ -197,6 +202,16 @@ int lazy_take(struct restore_ctx *r)
 	}
 	pr_info("task %d: %zu runs of pages left to lazy pages", r->pid, r->lazy_segs.len);
 	return start_server(r);
+}
+
+/* The tree runs (or the restore failed): servers may copy in the background now. */
+void lazy_release(struct restore_tree *t)
+{
+	for (int i = 0; i < 2; i++) {
+		if (t->lazy_go[i] >= 0)
+			close(t->lazy_go[i]);
+		t->lazy_go[i] = -1;
+	}
 }
 
 /* ---- the server ---- */
@@ -411,11 +426,28 @@ static bool background_step(struct lazy_client *c, char *buf)
 	return false;
 }
 
-static void __attribute__((noreturn)) serve(struct restore_ctx *r)
+/*
+ * A fault is served at the server's own priority; the background copy runs at the lowest,
+ * behind the tree it serves (and behind a hundred other servers' copies, which is what a tree
+ * of a hundred lazy tasks has).
+ */
+static void background_priority(bool *idle, bool want)
+{
+	if (*idle != want && !setpriority(PRIO_PROCESS, 0, want ? 19 : 0))
+		*idle = want;
+}
+
+/*
+ * Faults first; the background copy only when none is waiting, and only once the tree runs
+ * (go_fd reads EOF): until then the restore needs the CPUs, and a migration's downtime is the
+ * restore.
+ */
+static void __attribute__((noreturn)) serve(struct restore_ctx *r, int go_fd)
 {
 	struct vec clients = VEC_INIT(struct lazy_client);
 	char *buf = malloc(LAZY_CHUNK > FAULT_AHEAD ? LAZY_CHUNK : FAULT_AHEAD);
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+	bool go = false, idle = false;
 
 	prctl(PR_SET_NAME, "crest-lazy", 0, 0, 0);
 	if (!buf || !add_client(&clients, r->uffd, r->lazy_segs.data, r->lazy_segs.len))
@@ -430,15 +462,19 @@ static void __attribute__((noreturn)) serve(struct restore_ctx *r)
 			pfd[i] = (struct pollfd){.fd = c->done ? -1 : c->uffd, .events = POLLIN};
 			busy |= !c->done;
 		}
+		pfd[clients.len] = (struct pollfd){.fd = go ? -1 : go_fd, .events = POLLIN};
 		if (!busy)
 			break;
-		/* faults first; the background copy only when none is waiting */
-		if (poll(pfd, clients.len, 0) > 0) {
+		if (poll(pfd, clients.len + 1, go ? 0 : -1) > 0) {
+			if (pfd[clients.len].revents)
+				go = true;
+			background_priority(&idle, false);
 			for (size_t i = 0; i < clients.len; i++)
 				if (pfd[i].revents & POLLIN)
 					drain_events(&clients, i, buf);
 			continue;
 		}
+		background_priority(&idle, true);
 		for (size_t i = 0; i < clients.len; i++)
 			if (background_step(vec_at(&clients, struct lazy_client, i), buf))
 				break;
@@ -464,6 +500,11 @@ static int start_server(struct restore_ctx *r)
 
 	if (!slot)
 		return -1;
+	if (t->lazy_go[0] < 0 && pipe2(t->lazy_go, O_CLOEXEC)) {
+		pr_perror("cannot make a pipe");
+		t->lazy_pids.len--;
+		return -1;
+	}
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
@@ -484,6 +525,7 @@ static int start_server(struct restore_ctx *r)
 				keep[fd] = 1;
 		}
 		keep[log_fd()] = 1;
+		keep[t->lazy_go[0]] = 1;
 		for (int fd = 3; fd < max;) {
 			int end = fd;
 
@@ -495,7 +537,7 @@ static int start_server(struct restore_ctx *r)
 		}
 		syscall(SYS_close_range, max, ~0U, 0);
 		setsid();
-		serve(r);
+		serve(r, t->lazy_go[0]);
 	}
 	*slot = pid;
 	pr_info("task %d: lazy pages server %d fills the rest", r->pid, pid);

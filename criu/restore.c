@@ -951,6 +951,7 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	t.pipes = (struct vec){.elem = pipe_obj_size()};
 	t.inet_socks = (struct vec){.elem = inet_sock_size()};
 	t.lazy_pids = (struct vec){.elem = sizeof(pid_t)};
+	t.lazy_go[0] = t.lazy_go[1] = -1;
 	t.pid_map = (struct vec)VEC_INIT(struct pid_pair);
 	t.veth_outside = (struct vec){.elem = IFNAMSIZ};
 	t.host_ns.uts = t.host_ns.ipc = t.host_ns.pid = -1;
@@ -995,5 +996,7 @@ out:
 	ns_restore_leave(&t);
 	netns_restore_leave(&t, ret == 0);
 	tree_free(&t);
+	/* last: a hundred servers starting their copies at once would starve what is left */
+	lazy_release(&t);
 	return ret;
 }

@@ -550,7 +550,7 @@ restore_body() {
 # is filled, which a server fills on demand and in the background; the program checks its
 # state as always.  Programs with private memory of their own must really have gone lazy.
 lazy_body() {
-	local prog=$1 rc
+	local prog=$1 rc n
 	RESTORE_ARGS=--lazy-pages restore_body "$prog"
 	rc=$?
 	[ "$rc" = 0 ] || return 1
@@ -558,6 +558,14 @@ lazy_body() {
 	memory | memwriter | counter | brk | threads200 | lazyops)
 		if ! grep -q "lazy pages server" "$TDIR/img/restore.log"; then
 			REASON="no lazy pages server was started"
+			return 1
+		fi
+		;;
+	prefork)
+		# every worker's own page is in the region it inherited: that goes lazy too
+		n=$(grep -c "lazy pages server" "$TDIR/img/restore.log")
+		if [ "$n" -lt 50 ]; then
+			REASON="$n lazy pages servers, not one for each of the 50 workers"
 			return 1
 		fi
 		;;
