@@ -201,6 +201,7 @@ struct restore_tree {
 	int helper_base;	  /* every helper fd is >= this, every target fd below */
 	struct vec group_helpers; /* pid_t: stand-ins for dead process group leaders */
 	cpu_set_t crest_cpus;	  /* crest's own CPUs; it runs on one of them while restoring */
+	cpu_set_t fill_cpus;	  /* the others: leaves fill their memory there meanwhile */
 	bool pinned;		  /* crest and the tree being built run on one CPU */
 	struct vec shmems;	  /* ShmemEntry *, by id - 1 */
 	int *shmem_fds;		  /* per object: crest's fd (a helper), -1 until needed */
@@ -297,6 +298,11 @@ struct restore_ctx {
 	bool exists;	    /* created: killed if the restore fails */
 	int uffd;	    /* lazy.c: the task's userfaultfd, 0 when not lazy */
 	struct vec lazy_segs; /* lazy.c: the pages it fills once the tree runs */
+	/* a leaf's memory, filled last and while crest goes on (restore.c, mem.c, pages.c) */
+	bool fill_async;  /* pages_restore() only starts its last read */
+	bool fill_pending; /* that read runs */
+	size_t fill_bytes;
+	uint64_t fill_off;
 };
 
 #define restore_thread_at(r, i) vec_at(&(r)->threads, struct restore_thread, i)
@@ -347,6 +353,9 @@ int mem_dump(struct dump_ctx *d, MmEntry *mm);
 int mem_restore_prepare(struct restore_ctx *r);
 int mem_restore(struct restore_ctx *r);		  /* fresh address space (the root) */
 int mem_restore_inherited(struct restore_ctx *r); /* forked from its restored parent */
+/* With r->fill_async, mem_restore_inherited() leaves the pages to these two, last of all. */
+int mem_restore_fill(struct restore_ctx *r);
+int mem_restore_fill_finish(struct restore_ctx *r);
 const struct proc_vma *vma_find_special(const struct vec *vmas, const char *name);
 
 int mem_vma_flags_changed(struct dump_ctx *d, VmaEntry *e, const struct proc_vma *v);
@@ -372,6 +381,7 @@ int pages_execute(struct dump_ctx *d, MmEntry *mm);
 int pages_restore_prepare(struct restore_ctx *r);
 int pages_resolve(struct restore_ctx *r);
 int pages_restore(struct restore_ctx *r);
+int pages_fill_wait(struct restore_ctx *r); /* the read pages_restore() left running */
 bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end);
 bool pages_present_in(const struct restore_ctx *r, uint64_t start, uint64_t end);
 int pages_drop_inherited(struct restore_ctx *r);

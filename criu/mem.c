@@ -813,11 +813,31 @@ int mem_restore_inherited(struct restore_ctx *r)
 		if (rcheck(r, "munmap", rsys2(&r->rs, SYS_munmap, c->start, c->end - c->start)))
 			goto out;
 	}
-	if (map_vmas(r) || pages_drop_inherited(r) || inherited_prot(r, true) || pages_restore(r) ||
-	    inherited_prot(r, false) || finish_vmas(r) || restore_mm_fields(r))
+	if (map_vmas(r) || pages_drop_inherited(r) || inherited_prot(r, true) ||
+	    (!r->fill_async && mem_restore_fill(r)))
 		goto out;
 	ret = 0;
 out:
 	vec_free(&now);
 	return ret;
+}
+
+/*
+ * The pages, and what must come after them.  A task without children (restore.c) has them
+ * read last of all its steps, the last read left running (pages.c) while crest restores the
+ * next tasks; mem_restore_fill_finish() then waits for it, with the rest.
+ */
+int mem_restore_fill(struct restore_ctx *r)
+{
+	if (pages_restore(r))
+		return -1;
+	return r->fill_async ? 0 : mem_restore_fill_finish(r);
+}
+
+int mem_restore_fill_finish(struct restore_ctx *r)
+{
+	return pages_fill_wait(r) || inherited_prot(r, false) || finish_vmas(r) ||
+			       restore_mm_fields(r)
+		       ? -1
+		       : 0;
 }

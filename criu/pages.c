@@ -1322,23 +1322,62 @@ static bool batch_add(struct fill_batch *b, const struct page_seg *s, uint64_t j
 	return true;
 }
 
+/* The last batch, started and left to run while crest restores other tasks. */
+static int fill_start(struct restore_ctx *r, const struct fill_batch *b)
+{
+	struct restore_tree *t = r->tree;
+
+	if (rsys_poke(&r->rs, r->rs.scratch, b->iov, b->n * sizeof(*b->iov)))
+		return -1;
+	/* on the other CPUs: crest's own is busy with the next task */
+	if (t->pinned && sched_setaffinity(r->pid, sizeof(t->fill_cpus), &t->fill_cpus))
+		pr_warn("cannot move %d for its fill: %s", r->pid, strerror(errno));
+	if (rsys_start(&r->rs, SYS_preadv, b->fd, r->rs.scratch, b->n, IMG_PAGES_HDR_SIZE + b->off,
+		       0, 0))
+		return -1;
+	r->fill_pending = true;
+	r->fill_bytes = b->bytes;
+	r->fill_off = b->off;
+	return 0;
+}
+
+int pages_fill_wait(struct restore_ctx *r)
+{
+	long ret;
+
+	if (!r->fill_pending)
+		return 0;
+	r->fill_pending = false;
+	ret = rsys_finish(&r->rs);
+	if (ret != (long)r->fill_bytes) {
+		pr_err("restoring pages of %d: read %ld of %zu bytes at offset %llu of a pages "
+		       "image%s%s",
+		       r->pid, ret, r->fill_bytes, (unsigned long long)r->fill_off,
+		       ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * The task reads its own pages: one preadv per batch of image data, image by image (each
- * page comes from one image only, so the order does not matter).
+ * page comes from one image only, so the order does not matter).  With r->fill_async, the
+ * last batch is only started (pages_fill_wait() takes its result).
  */
 int pages_restore(struct restore_ctx *r)
 {
-	static struct fill_batch b;
+	static struct fill_batch batches[2];
+	struct fill_batch *held = NULL, *b = &batches[0];
 	struct lz4_fill *scatter = NULL;
 	int done[MAX_CHAIN + 2];
 	size_t nr_done = 0;
-	uint64_t junk = r->rs.scratch + sizeof(b.iov);
-	size_t junk_len = r->rs.scratch_len > sizeof(b.iov) + PAGE_SIZE
-				  ? (r->rs.scratch_len - sizeof(b.iov)) & ~(PAGE_SIZE - 1)
+	uint64_t junk = r->rs.scratch + sizeof(b->iov);
+	size_t junk_len = r->rs.scratch_len > sizeof(b->iov) + PAGE_SIZE
+				  ? (r->rs.scratch_len - sizeof(b->iov)) & ~(PAGE_SIZE - 1)
 				  : 0;
 	int ret = -1;
 
-	if (r->rs.scratch_len < sizeof(b.iov)) {
+	if (r->rs.scratch_len < sizeof(b->iov)) {
 		pr_err("scratch memory too small");
 		return -1;
 	}
@@ -1359,25 +1398,35 @@ int pages_restore(struct restore_ctx *r)
 			goto out;
 		}
 		done[nr_done++] = fd;
-		b.n = 0;
-		for (size_t i = first; i < r->segs.len; i++) {
-			const struct page_seg *s = vec_at(&r->segs, struct page_seg, i);
+		b->n = 0;
+		for (size_t i = first; i <= r->segs.len; i++) {
+			const struct page_seg *s =
+				i < r->segs.len ? vec_at(&r->segs, struct page_seg, i) : NULL;
 
-			if (s->clen || s->fd != fd)
+			if (s && (s->clen || s->fd != fd))
 				continue; /* lz4: pages_restore_lz4() */
-			if (batch_add(&b, s, junk, junk_len))
+			if (s && batch_add(b, s, junk, junk_len))
 				continue;
-			if (flush_batch(&scatter, r, b.fd, b.iov, b.n, b.off, b.bytes))
+			/* a batch is complete: the one before it is written, this one held */
+			if (held && flush_batch(&scatter, r, held->fd, held->iov, held->n,
+						held->off, held->bytes))
 				goto out;
-			b.n = 0;
-			batch_add(&b, s, junk, junk_len);
+			held = b->n ? b : NULL;
+			b = &batches[held == &batches[0]];
+			b->n = 0;
+			if (s)
+				batch_add(b, s, junk, junk_len);
 		}
-		if (b.n && flush_batch(&scatter, r, b.fd, b.iov, b.n, b.off, b.bytes))
-			goto out;
 	}
-	if (scatter && lz4_flush(scatter))
+	if (held && (!r->fill_async || held->bytes < SCATTER_MAX)) {
+		if (flush_batch(&scatter, r, held->fd, held->iov, held->n, held->off, held->bytes))
+			goto out;
+		held = NULL;
+	}
+	if ((scatter && lz4_flush(scatter)) || pages_restore_lz4(r) ||
+	    (held && fill_start(r, held)))
 		goto out;
-	ret = pages_restore_lz4(r);
+	ret = 0;
 out:
 	if (scatter) {
 		free(scatter->out);

@@ -275,18 +275,13 @@ static long rsys_result(struct rsys *rs)
 	return (long)regs.rax;
 }
 
-/*
- * One remote syscall costs one stop: single-stepping over the syscall instruction runs the
- * whole syscall and traps right after it (half the round trips of syscall-entry/exit stops).
- */
-long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, unsigned long a3,
+int rsys_start(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, unsigned long a3,
 	       unsigned long a4, unsigned long a5, unsigned long a6)
 {
 	struct user_regs_struct regs = rs->regs;
-	int status;
 
 	if (rs->failed)
-		return -ESRCH;
+		return -1;
 	regs.rip = rs->ip;
 	regs.rax = nr;
 	regs.orig_rax = -1; /* not in a syscall: no restart logic may touch these registers */
@@ -296,15 +291,33 @@ long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, uns
 	regs.r10 = a4;
 	regs.r8 = a5;
 	regs.r9 = a6;
-	if (ptrace(PTRACE_SETREGS, rs->tid, 0, &regs))
-		return rsys_fail(rs, "set registers");
+	if (ptrace(PTRACE_SETREGS, rs->tid, 0, &regs)) {
+		rsys_fail(rs, "set registers");
+		return -1;
+	}
 	rs->nr_calls++;
+	if (ptrace(PTRACE_SINGLESTEP, rs->tid, 0, 0)) {
+		rsys_fail(rs, "step");
+		return -1;
+	}
+	return 0;
+}
+
+long rsys_finish(struct rsys *rs)
+{
+	int status;
+
+	if (rs->failed)
+		return -ESRCH;
 	for (;;) {
-		if (ptrace(PTRACE_SINGLESTEP, rs->tid, 0, 0) || wait_stop(rs->tid, &status))
+		if (wait_stop(rs->tid, &status))
 			return rsys_fail(rs, "step");
 		/* a pending PTRACE_INTERRUPT, or the fork/clone event of a remote clone3 */
-		if (WIFSTOPPED(status) && (status >> 16))
+		if (WIFSTOPPED(status) && (status >> 16)) {
+			if (ptrace(PTRACE_SINGLESTEP, rs->tid, 0, 0))
+				return rsys_fail(rs, "step");
 			continue;
+		}
 		if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP)
 			break;
 		pr_err("task %d stopped by signal %d during a remote syscall", rs->tid,
@@ -313,6 +326,18 @@ long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, uns
 		return -ESRCH;
 	}
 	return rsys_result(rs);
+}
+
+/*
+ * One remote syscall costs one stop: single-stepping over the syscall instruction runs the
+ * whole syscall and traps right after it (half the round trips of syscall-entry/exit stops).
+ */
+long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, unsigned long a3,
+	       unsigned long a4, unsigned long a5, unsigned long a6)
+{
+	if (rsys_start(rs, nr, a1, a2, a3, a4, a5, a6))
+		return -ESRCH;
+	return rsys_finish(rs);
 }
 
 long rsys_call_interrupted(struct rsys *rs, long nr, unsigned long a1, unsigned long a2,

@@ -618,6 +618,29 @@ static int spawn_children(struct restore_ctx *r)
 	return 0;
 }
 
+static bool has_children(const struct restore_ctx *r)
+{
+	for (size_t i = 0; i < r->tree->tasks.len; i++)
+		if ((*vec_at(&r->tree->tasks, struct restore_ctx *, i))->parent == r)
+			return true;
+	return false;
+}
+
+/*
+ * A task without children has its pages read last, the last read left running on the other
+ * CPUs while crest goes on with the next tasks on its own (a tree of 100 leaves of 8 MiB on
+ * this 2-CPU VM: 5.4 ms a task instead of 8.1-9.6).  Settled before anything else is asked of
+ * it; nothing its other steps do needs the pages' contents (rseq's registration writes its
+ * area, overwritten by the read, but the kernel writes it again before the task runs).
+ */
+static int settle(struct restore_ctx *r)
+{
+	if (!r->fill_async)
+		return 0;
+	r->fill_async = false;
+	return mem_restore_fill_finish(r);
+}
+
 /* Everything of one task but what waits for the whole tree (credentials, registers). */
 static int restore_one(struct restore_ctx *r)
 {
@@ -625,6 +648,7 @@ static int restore_one(struct restore_ctx *r)
 		return -1;
 	restore_thread_at(r, 0)->rs = r->rs;
 	pr_debug("task %d: restoring", r->pid);
+	r->fill_async = r->parent && !r->opts->lazy_pages && !has_children(r);
 	if (r->parent ? mem_restore_inherited(r) : mem_restore(r))
 		return -1;
 	pr_debug("task %d: memory done (%lu remote syscalls)", r->pid, r->rs.nr_calls);
@@ -643,7 +667,7 @@ static int restore_one(struct restore_ctx *r)
 		if (sigs_restore_thread(r, th) || task_restore_thread(r, th))
 			return -1;
 	}
-	return 0;
+	return r->fill_async ? mem_restore_fill(r) : 0;
 }
 
 /*
@@ -714,9 +738,21 @@ static int finish_group_helpers(struct restore_tree *t)
 	return 0;
 }
 
+/* crest waits for the fills from now on: they may use its CPU too. */
+static void fills_anywhere(struct restore_tree *t)
+{
+	for (size_t i = 0; t->pinned && i < t->tasks.len; i++) {
+		struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
+
+		if (r->fill_pending)
+			sched_setaffinity(r->pid, sizeof(t->crest_cpus), &t->crest_cpus);
+	}
+}
+
 /* Process groups, once every task exists: leaders first, then their members. */
 static int restore_pgids(struct restore_tree *t)
 {
+	fills_anywhere(t);
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < t->tasks.len; i++) {
 			struct restore_ctx *r = *vec_at(&t->tasks, struct restore_ctx *, i);
@@ -738,7 +774,8 @@ static int restore_pgids(struct restore_tree *t)
 				       pgid, r->pid);
 				return -1;
 			}
-			if (rcheck(r, "setpgid",
+			if (settle(r) ||
+			    rcheck(r, "setpgid",
 				   rsys2(&r->rs, SYS_setpgid, 0, leader ? 0 : ns_pid_of(t, pgid))))
 				return -1;
 		}
@@ -754,6 +791,8 @@ static int finish_tree(struct restore_tree *t)
 
 		if (!r->core)
 			continue;
+		if (settle(r))
+			return -1;
 		for (size_t j = 0; j < r->threads.len; j++) {
 			struct restore_thread *th = restore_thread_at(r, j);
 
@@ -787,6 +826,8 @@ static void pin_to_one_cpu(struct restore_tree *t)
 		return;
 	CPU_ZERO(&one);
 	CPU_SET(cpu, &one);
+	t->fill_cpus = t->crest_cpus;
+	CPU_CLR(cpu, &t->fill_cpus);
 	t->pinned = !sched_setaffinity(0, sizeof(one), &one);
 }
 
