@@ -1474,7 +1474,12 @@ int pages_drop_inherited(struct restore_ctx *r)
 			bool cow = e && e->vaddr < v->end && e->flags == PAGEMAP_FLAGS__PE_COW;
 			uint64_t until = !e || e->vaddr >= v->end ? v->end : cow ? e->vaddr : pos;
 
-			if (until > pos &&
+			/*
+			 * Where the parent has no pages (its pagemap is all that its restore
+			 * put into its private memory before the fork) there is nothing to drop:
+			 * a remote call saved, for most of the VMAs (libraries) of a worker.
+			 */
+			if (until > pos && pages_in_range(r->parent, pos, until) &&
 			    rcheck(r, "madvise(MADV_DONTNEED)",
 				   rsys3(&r->rs, SYS_madvise, pos, until - pos, MADV_DONTNEED)))
 				return -1;
