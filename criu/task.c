@@ -144,12 +144,27 @@ fail:
 	return -1;
 }
 
-/* Affinity is per thread: the words of its CPU mask up to the last with a CPU in it. */
-static int dump_thread_affinity(pid_t tid, ThreadCoreEntry *t)
+/*
+ * Scheduling is per thread in Linux: nice, policy and priority, and affinity (the words of
+ * its CPU mask up to the last with a CPU in it).
+ */
+static int dump_thread_sched(pid_t tid, ThreadCoreEntry *t)
 {
+	struct sched_param sp;
 	cpu_set_t set;
 	size_t n = sizeof(set) / sizeof(uint64_t);
+	int policy;
 
+	errno = 0;
+	t->nice = getpriority(PRIO_PROCESS, tid);
+	policy = sched_getscheduler(tid);
+	if ((t->nice == -1 && errno) || policy < 0 || sched_getparam(tid, &sp)) {
+		pr_perror("cannot read the scheduling settings of %d", tid);
+		return -1;
+	}
+	t->has_nice = t->has_sched_policy = t->has_sched_priority = true;
+	t->sched_policy = policy;
+	t->sched_priority = sp.sched_priority;
 	if (sched_getaffinity(tid, sizeof(set), &set)) {
 		pr_perror("cannot read the CPU affinity of %d", tid);
 		return -1;
@@ -197,7 +212,7 @@ int task_dump_thread(struct dump_ctx *d, struct dump_thread *th)
 	t->has_robust_list = t->has_robust_list_len = true;
 	t->robust_list = head;
 	t->robust_list_len = len;
-	if (dump_thread_affinity(th->tid, t))
+	if (dump_thread_sched(th->tid, t))
 		return -1;
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, th->tid, sizeof(rc), &rc) < 0) {
 		pr_perror("cannot read the rseq registration of %d", th->tid);
@@ -371,19 +386,24 @@ static int restore_sched(struct restore_ctx *r)
 		if (fd >= 0)
 			close(fd);
 	}
-	/* per thread in Linux: every thread gets the settings the leader had */
+	/* per thread in Linux: each its own, or (older images) the leader's */
 	for (size_t i = 0; i < r->threads.len; i++) {
-		pid_t tid = restore_thread_at(r, i)->tid;
+		const struct restore_thread *th = restore_thread_at(r, i);
+		const ThreadCoreEntry *t = th->core;
+		bool own = t->has_sched_policy;
+		int nice = t->has_nice ? t->nice : c->nice;
 
-		if (c->has_nice && setpriority(PRIO_PROCESS, tid, c->nice))
-			pr_user_warn("cannot restore nice %d of %d: %s", c->nice, tid,
+		if ((t->has_nice || c->has_nice) && setpriority(PRIO_PROCESS, th->tid, nice))
+			pr_user_warn("cannot restore nice %d of %d: %s", nice, th->tid,
 				     strerror(errno));
-		if (c->has_sched_policy) {
-			struct sched_param sp = {.sched_priority = c->sched_priority};
+		if (own || c->has_sched_policy) {
+			struct sched_param sp = {.sched_priority = own ? t->sched_priority
+								       : c->sched_priority};
 
-			if (sched_setscheduler(tid, c->sched_policy, &sp))
-				pr_user_warn("cannot restore the scheduling policy of %d: %s", tid,
-					     strerror(errno));
+			if (sched_setscheduler(th->tid, own ? t->sched_policy : c->sched_policy,
+					       &sp))
+				pr_user_warn("cannot restore the scheduling policy of %d: %s",
+					     th->tid, strerror(errno));
 		}
 	}
 	return 0;

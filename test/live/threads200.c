@@ -2,8 +2,9 @@
 /*
  * 200 threads, each with state of its own: a __thread value (and its address, which is fs_base
  * plus an offset), a signal mask blocking a thread-specific set of realtime signals, a name
- * ("crest-t000".."crest-t199"), its TID, and its CPUs (every third thread pins itself to one
- * CPU, the others keep the process's).  The threads record all of it, then sleep in short
+ * ("crest-t000".."crest-t199"), its TID, its CPUs (every third thread pins itself to one
+ * CPU, the others keep the process's), its nice value (every fifth raises it by 1-4) and
+ * scheduling policy (every seventh runs SCHED_BATCH).  The threads record all of it, then sleep in short
  * nanosleep() steps watching a flag (no futex, no barrier: nothing that a restore could leave
  * half-done).  After SIGTERM the main thread checks every TID is still there and raises the
  * flag; each thread compares its TLS value and address, its mask (pthread_sigmask query), its
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +42,7 @@ struct thread {
 	uint64_t mask; /* signals 1..64 as bits 0..63 */
 	char name[16];
 	cpu_set_t cpus;
+	int nice, policy;
 	int registered, result;
 	char why[160];
 };
@@ -103,6 +106,7 @@ static int check_thread(struct thread *t)
 {
 	char comm[32], pname[17] = "";
 	cpu_set_t cpus;
+	int nice, policy;
 	sigset_t cur;
 	uint64_t mask;
 	pid_t tid = gettid();
@@ -127,6 +131,14 @@ static int check_thread(struct thread *t)
 	if (sched_getaffinity(0, sizeof(cpus), &cpus) || !CPU_EQUAL(&cpus, &t->cpus)) {
 		snprintf(t->why, sizeof(t->why), "runs on %d CPUs, was %d", CPU_COUNT(&cpus),
 			 CPU_COUNT(&t->cpus));
+		return BAD;
+	}
+	errno = 0;
+	nice = getpriority(PRIO_PROCESS, tid);
+	policy = sched_getscheduler(0);
+	if (nice != t->nice || policy != t->policy) {
+		snprintf(t->why, sizeof(t->why), "nice %d policy %d, was %d and %d", nice, policy,
+			 t->nice, t->policy);
 		return BAD;
 	}
 	if (!read_comm(tid, comm, sizeof(comm)) || strcmp(comm, t->name)) {
@@ -178,6 +190,16 @@ static void *thread_fn(void *arg)
 	snprintf(t->name, sizeof(t->name), "crest-t%03d", t->idx);
 	pthread_setname_np(pthread_self(), t->name);
 	pin_some(t);
+	if (t->idx % 5 == 1)
+		setpriority(PRIO_PROCESS, t->tid,
+			    getpriority(PRIO_PROCESS, t->tid) + 1 + t->idx % 4);
+	if (t->idx % 7 == 2) {
+		struct sched_param sp = {0};
+
+		sched_setscheduler(0, SCHED_BATCH, &sp);
+	}
+	t->nice = getpriority(PRIO_PROCESS, t->tid);
+	t->policy = sched_getscheduler(0);
 	__atomic_store_n(&t->registered, 1, __ATOMIC_RELEASE);
 
 	while (phase == WAITING)
