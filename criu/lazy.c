@@ -452,6 +452,8 @@ static void __attribute__((noreturn)) serve(struct restore_ctx *r, int go_fd)
 	prctl(PR_SET_NAME, "crest-lazy", 0, 0, 0);
 	if (!buf || !add_client(&clients, r->uffd, r->lazy_segs.data, r->lazy_segs.len))
 		_exit(1);
+	/* from the start: a hundred servers woken at once by go_fd must not preempt crest */
+	background_priority(&idle, true);
 	for (;;) {
 		struct pollfd pfd[clients.len + 1];
 		bool busy = false;
