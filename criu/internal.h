@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/user.h>
 
 #include "crest.h"
@@ -381,6 +382,22 @@ int pages_execute(struct dump_ctx *d, MmEntry *mm);
 int pages_restore_prepare(struct restore_ctx *r);
 int pages_resolve(struct restore_ctx *r);
 int pages_restore(struct restore_ctx *r);
+/*
+ * One preadv's worth of a pages image: pieces of memory, and of junk for the gaps between
+ * them in the image (up to JUNK_GAP_MAX: a pre-copy chain's oldest image has holes where newer
+ * rounds have newer copies; read through them, not around them).
+ */
+#define FILL_IOV_MAX 1024 /* IOV_MAX */
+#define JUNK_GAP_MAX (256UL << 10)
+struct fill_batch {
+	struct iovec iov[FILL_IOV_MAX];
+	int n, fd;
+	uint64_t off, next_off;
+	size_t bytes;
+};
+/* Add s to the batch, the gap before it read into junk (junk_len bytes); false: no room. */
+bool pages_batch_add(struct fill_batch *b, const struct page_seg *s, uint64_t junk,
+		     size_t junk_len);
 int pages_fill_wait(struct restore_ctx *r); /* the read pages_restore() left running */
 bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end);
 bool pages_present_in(const struct restore_ctx *r, uint64_t start, uint64_t end);

@@ -30,7 +30,6 @@
 
 #define READ_CHUNK (1UL << 20) /* bytes copied out of the task per process_vm_readv */
 #define SCAN_REGIONS 512
-#define FILL_IOV_MAX 1024	   /* IOV_MAX */
 #define MAX_RUN_PAGES (1U << 18)   /* 1 GiB: a run always fits one preadv */
 #define FILL_BYTES_MAX (1UL << 30) /* well under MAX_RW_COUNT */
 #define LZ4_BLOCK_PAGES 64	   /* 256 KiB: past lz4's 64 KiB window, bigger gains little */
@@ -1279,23 +1278,11 @@ static int flush_batch(struct lz4_fill **scatter, struct restore_ctx *r, int fd,
 }
 
 /*
- * Gaps in an image's data up to this long are read into the scratch memory (thrown away)
- * rather than ending a batch: a pre-copy chain's oldest image has nearly every page, with
- * holes where newer rounds have newer copies.  Batch by gap, it filled 1 GiB from a 6-image
- * chain in ~30000 reads of a few pages each; read through, in a few dozen.
+ * Gaps in an image's data up to JUNK_GAP_MAX are read into the scratch memory (thrown away)
+ * rather than ending a batch: batch by gap, 1 GiB came from a 6-image chain in ~30000 reads
+ * of a few pages each; read through, in a few dozen.
  */
-#define JUNK_GAP_MAX (256UL << 10)
-
-struct fill_batch {
-	struct iovec iov[FILL_IOV_MAX];
-	int n, fd;
-	uint64_t off, next_off;
-	size_t bytes;
-};
-
-/* Add s to the batch, with the gap before it read into junk; false: it does not fit. */
-static bool batch_add(struct fill_batch *b, const struct page_seg *s, uint64_t junk,
-		      size_t junk_len)
+bool pages_batch_add(struct fill_batch *b, const struct page_seg *s, uint64_t junk, size_t junk_len)
 {
 	uint64_t gap = b->n ? s->off - b->next_off : 0;
 	size_t need = 1 + (junk_len ? (gap + junk_len - 1) / junk_len : 0);
@@ -1405,7 +1392,7 @@ int pages_restore(struct restore_ctx *r)
 
 			if (s && (s->clen || s->fd != fd))
 				continue; /* lz4: pages_restore_lz4() */
-			if (s && batch_add(b, s, junk, junk_len))
+			if (s && pages_batch_add(b, s, junk, junk_len))
 				continue;
 			/* a batch is complete: the one before it is written, this one held */
 			if (held && flush_batch(&scatter, r, held->fd, held->iov, held->n,
@@ -1415,7 +1402,7 @@ int pages_restore(struct restore_ctx *r)
 			b = &batches[held == &batches[0]];
 			b->n = 0;
 			if (s)
-				batch_add(b, s, junk, junk_len);
+				pages_batch_add(b, s, junk, junk_len);
 		}
 	}
 	if (held && (!r->fill_async || held->bytes < SCATTER_MAX)) {
