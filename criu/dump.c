@@ -176,31 +176,22 @@ static int take_task(struct dump_tree *t, pid_t pid, struct dump_ctx *parent)
 
 static int take_children(struct dump_tree *t, struct dump_ctx *d)
 {
-	for (size_t i = 0; i < d->threads.len; i++) {
-		char path[64], *text, *p;
+	struct vec children = VEC_INIT(pid_t);
+	int ret = 0;
 
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", d->pid,
-			 dump_thread_at(d, i)->tid);
-		text = read_file_at(AT_FDCWD, path, NULL);
-		if (!text) {
-			pr_perror("cannot read %s", path);
-			return -1;
-		}
-		for (p = text; *p;) {
-			char *end;
-			pid_t child = strtol(p, &end, 10);
+	for (size_t i = 0; !ret && i < d->threads.len; i++) {
+		pid_t tid = dump_thread_at(d, i)->tid;
 
-			if (end == p)
-				break;
-			p = end + strspn(end, " \n");
-			if (take_task(t, child, d)) {
-				free(text);
-				return -1;
-			}
+		children.len = 0;
+		if (proc_read_children(d->pid, tid, &children)) {
+			pr_perror("cannot read /proc/%d/task/%d/children", d->pid, tid);
+			ret = -1;
 		}
-		free(text);
+		for (size_t j = 0; !ret && j < children.len; j++)
+			ret = take_task(t, *vec_at(&children, pid_t, j), d);
 	}
-	return 0;
+	vec_free(&children);
+	return ret;
 }
 
 /* Wait for every seized thread's stop (after a cgroup thaw). */

@@ -178,7 +178,6 @@ void img_attach_sink(int dirfd, struct img_sink *sink)
 	attached_dirfd = sink ? dirfd : -1;
 }
 
-/* Hand bytes to the file and to the sink, whichever the image has. */
 static void img_set_buffered(struct cr_img *img)
 {
 	int fl = img->fd >= 0 ? fcntl(img->fd, F_GETFL) : -1;
@@ -201,6 +200,7 @@ void img_set_direct(struct cr_img *img)
 		img->direct = true;
 }
 
+/* Hand bytes to the file and to the sink, whichever the image has. */
 static int img_out(struct cr_img *img, const void *buf, size_t len)
 {
 	size_t done = 0;

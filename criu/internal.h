@@ -438,6 +438,8 @@ int task_restore_late(struct restore_ctx *r);
 void task_restore_affinity(struct restore_ctx *r, const cpu_set_t *fallback);
 /* restore.c: crest's own CPUs back (it ran on one while building the tree) */
 void restore_unpin(const struct restore_tree *t);
+/* restore.c: the task has children in the tree (forked from it, so its memory must be whole) */
+bool restore_has_children(const struct restore_ctx *r);
 int task_restore_thread(struct restore_ctx *r, struct restore_thread *t);
 int task_restore_dumpable(struct restore_ctx *r, struct restore_thread *t);
 

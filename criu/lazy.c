@@ -86,16 +86,6 @@ static bool lazy_vma(const struct restore_ctx *r, const VmaEntry *v)
 	       !(v->madv & (VMA_MADV__MADV_BIT_LOCKED | VMA_MADV__MADV_BIT_LOCKONFAULT));
 }
 
-static bool has_children(const struct restore_ctx *r)
-{
-	const struct restore_tree *t = r->tree;
-
-	for (size_t i = 0; i < t->tasks.len; i++)
-		if ((*vec_at(&t->tasks, struct restore_ctx *, i))->pstree->ppid == (uint32_t)r->pid)
-			return true;
-	return false;
-}
-
 static const VmaEntry *vma_of(const struct restore_ctx *r, uint64_t addr)
 {
 	for (size_t i = 0; i < r->mm->n_vmas; i++)
@@ -133,7 +123,7 @@ int lazy_take(struct restore_ctx *r)
 	struct vec keep = {.elem = sizeof(struct page_seg)};
 	const VmaEntry *registered = NULL;
 
-	if (!r->opts->lazy_pages || has_children(r))
+	if (!r->opts->lazy_pages || restore_has_children(r))
 		return 0;
 	r->lazy_segs = (struct vec){.elem = sizeof(struct page_seg)};
 	/*

@@ -1066,22 +1066,41 @@ bool pages_in_range(const struct restore_ctx *r, uint64_t start, uint64_t end)
 	return lo < r->nr_pagemap && r->pagemap[lo]->vaddr < end;
 }
 
-static int fill_batch(struct restore_ctx *r, int fd, struct iovec *iov, int n, uint64_t off,
+/* Start one preadv of image data in the task: its result is taken by pages_fill_wait(). */
+static int fill_start(struct restore_ctx *r, int fd, const struct iovec *iov, int n, uint64_t off,
 		      size_t bytes)
+{
+	if (rsys_poke(&r->rs, r->rs.scratch, iov, n * sizeof(*iov)) ||
+	    rsys_start(&r->rs, SYS_preadv, fd, r->rs.scratch, n, IMG_PAGES_HDR_SIZE + off, 0, 0))
+		return -1;
+	r->fill_pending = true;
+	r->fill_bytes = bytes;
+	r->fill_off = off;
+	return 0;
+}
+
+int pages_fill_wait(struct restore_ctx *r)
 {
 	long ret;
 
-	if (rsys_poke(&r->rs, r->rs.scratch, iov, n * sizeof(*iov)))
-		return -1;
-	ret = rsys5(&r->rs, SYS_preadv, fd, r->rs.scratch, n, IMG_PAGES_HDR_SIZE + off, 0);
-	if (ret != (long)bytes) {
+	if (!r->fill_pending)
+		return 0;
+	r->fill_pending = false;
+	ret = rsys_finish(&r->rs);
+	if (ret != (long)r->fill_bytes) {
 		pr_err("restoring pages of %d: read %ld of %zu bytes at offset %llu of a pages "
 		       "image%s%s",
-		       r->pid, ret, bytes, (unsigned long long)off, ret < 0 ? ": " : "",
-		       ret < 0 ? strerror(-ret) : "");
+		       r->pid, ret, r->fill_bytes, (unsigned long long)r->fill_off,
+		       ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
 		return -1;
 	}
 	return 0;
+}
+
+static int fill_batch(struct restore_ctx *r, int fd, struct iovec *iov, int n, uint64_t off,
+		      size_t bytes)
+{
+	return fill_start(r, fd, iov, n, off, bytes) || pages_fill_wait(r) ? -1 : 0;
 }
 
 bool pages_run_valid(const PagemapEntry *e, uint64_t data_size)
@@ -1309,41 +1328,14 @@ bool pages_batch_add(struct fill_batch *b, const struct page_seg *s, uint64_t ju
 	return true;
 }
 
-/* The last batch, started and left to run while crest restores other tasks. */
-static int fill_start(struct restore_ctx *r, const struct fill_batch *b)
+/* The last batch, started and left to run (on the other CPUs) while crest restores others. */
+static int fill_start_async(struct restore_ctx *r, const struct fill_batch *b)
 {
 	struct restore_tree *t = r->tree;
 
-	if (rsys_poke(&r->rs, r->rs.scratch, b->iov, b->n * sizeof(*b->iov)))
-		return -1;
-	/* on the other CPUs: crest's own is busy with the next task */
 	if (t->pinned && sched_setaffinity(r->pid, sizeof(t->fill_cpus), &t->fill_cpus))
 		pr_warn("cannot move %d for its fill: %s", r->pid, strerror(errno));
-	if (rsys_start(&r->rs, SYS_preadv, b->fd, r->rs.scratch, b->n, IMG_PAGES_HDR_SIZE + b->off,
-		       0, 0))
-		return -1;
-	r->fill_pending = true;
-	r->fill_bytes = b->bytes;
-	r->fill_off = b->off;
-	return 0;
-}
-
-int pages_fill_wait(struct restore_ctx *r)
-{
-	long ret;
-
-	if (!r->fill_pending)
-		return 0;
-	r->fill_pending = false;
-	ret = rsys_finish(&r->rs);
-	if (ret != (long)r->fill_bytes) {
-		pr_err("restoring pages of %d: read %ld of %zu bytes at offset %llu of a pages "
-		       "image%s%s",
-		       r->pid, ret, r->fill_bytes, (unsigned long long)r->fill_off,
-		       ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
-		return -1;
-	}
-	return 0;
+	return fill_start(r, b->fd, b->iov, b->n, b->off, b->bytes);
 }
 
 /*
@@ -1411,7 +1403,7 @@ int pages_restore(struct restore_ctx *r)
 		held = NULL;
 	}
 	if ((scatter && lz4_flush(scatter)) || pages_restore_lz4(r) ||
-	    (held && fill_start(r, held)))
+	    (held && fill_start_async(r, held)))
 		goto out;
 	ret = 0;
 out:

@@ -90,28 +90,69 @@ int proc_vmas_parse(const char *text, struct vec *vmas, const char **bad_line)
 	return 0;
 }
 
+int proc_read_vmas(pid_t pid, const char *file, struct vec *vmas, char *bad, size_t bad_len)
+{
+	const char *bad_line;
+	char path[64];
+	char *text;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+	text = read_file_at(AT_FDCWD, path, NULL);
+	if (!text)
+		return errno ? errno : EIO;
+	if (proc_vmas_parse(text, vmas, &bad_line)) {
+		ret = bad_line ? EINVAL : ENOMEM;
+		if (bad_line && bad_len)
+			snprintf(bad, bad_len, "%.*s", (int)strcspn(bad_line, "\n"), bad_line);
+	}
+	free(text);
+	return ret;
+}
+
 /*
  * smaps has the VmFlags a dump needs, but the kernel walks every page of every VMA to count
  * what it shows: when only the layout matters (restore), maps is much cheaper.
  */
 static int parse_vmas(pid_t pid, struct vec *vmas, const char *file)
 {
-	const char *bad;
-	char path[64];
-	char *text;
-	int ret;
+	char bad[81] = "";
+	int err = proc_read_vmas(pid, file, vmas, bad, sizeof(bad));
 
-	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
-	text = read_file_at(AT_FDCWD, path, NULL);
-	if (!text) {
-		pr_perror("cannot read %s", path);
-		return -1;
-	}
-	ret = proc_vmas_parse(text, vmas, &bad);
-	if (ret && bad)
-		pr_err("%s: cannot parse line: %.80s", path, bad);
-	else if (ret)
+	if (!err)
+		return 0;
+	if (err == EINVAL)
+		pr_err("/proc/%d/%s: cannot parse line: %s", pid, file, bad);
+	else if (err == ENOMEM)
 		pr_err("out of memory");
+	else
+		pr_err("cannot read /proc/%d/%s: %s", pid, file, strerror(err));
+	return -1;
+}
+
+int proc_read_children(pid_t pid, pid_t tid, struct vec *pids)
+{
+	char path[64], *text, *p, *end;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, tid);
+	text = read_file_at(AT_FDCWD, path, NULL);
+	if (!text)
+		return -1;
+	for (p = text; *p; p = end + strspn(end, " \n")) {
+		long child = strtol(p, &end, 10);
+		pid_t *slot;
+
+		if (end == p)
+			break;
+		slot = vec_push(pids);
+		if (!slot) {
+			errno = ENOMEM;
+			ret = -1;
+			break;
+		}
+		*slot = (pid_t)child;
+	}
 	free(text);
 	return ret;
 }

@@ -49,6 +49,13 @@ int proc_parse_maps(pid_t pid, struct vec *vmas);
  * failure *bad_line is the line that did not parse, or NULL when memory ran out.
  */
 int proc_vmas_parse(const char *text, struct vec *vmas, const char **bad_line);
+/*
+ * The same from /proc/PID/FILE ("maps" or "smaps"), logging nothing: 0 or an errno (EINVAL: a
+ * line did not parse; its first bad_len - 1 bytes are in bad).
+ */
+int proc_read_vmas(pid_t pid, const char *file, struct vec *vmas, char *bad, size_t bad_len);
+/* Append the pids in /proc/PID/task/TID/children to pids (pid_t); -1 with errno on failure. */
+int proc_read_children(pid_t pid, pid_t tid, struct vec *pids);
 
 struct proc_stat {
 	char state;

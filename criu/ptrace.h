@@ -45,6 +45,8 @@ int rsys_find_ip(struct rsys *rs, unsigned long start, unsigned long end);
 
 /* Execute syscall nr in the task: returns its result (-errno on failure).  When the
  * tracing itself fails, rs->failed is set, the reason logged and -ESRCH returned. */
+long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, unsigned long a3,
+	       unsigned long a4, unsigned long a5, unsigned long a6);
 /*
  * The same in two halves: start it (0, or -1 with rs->failed set) and let the task run it
  * while crest does other things, then wait for its result.  Nothing else may be asked of the
@@ -53,8 +55,6 @@ int rsys_find_ip(struct rsys *rs, unsigned long start, unsigned long end);
 int rsys_start(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, unsigned long a3,
 	       unsigned long a4, unsigned long a5, unsigned long a6);
 long rsys_finish(struct rsys *rs);
-long rsys_call(struct rsys *rs, long nr, unsigned long a1, unsigned long a2, unsigned long a3,
-	       unsigned long a4, unsigned long a5, unsigned long a6);
 #define rsys0(rs, nr) rsys_call(rs, nr, 0, 0, 0, 0, 0, 0)
 #define rsys1(rs, nr, a) rsys_call(rs, nr, (unsigned long)(a), 0, 0, 0, 0, 0)
 #define rsys2(rs, nr, a, b) rsys_call(rs, nr, (unsigned long)(a), (unsigned long)(b), 0, 0, 0, 0)

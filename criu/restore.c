@@ -618,7 +618,7 @@ static int spawn_children(struct restore_ctx *r)
 	return 0;
 }
 
-static bool has_children(const struct restore_ctx *r)
+bool restore_has_children(const struct restore_ctx *r)
 {
 	for (size_t i = 0; i < r->tree->tasks.len; i++)
 		if ((*vec_at(&r->tree->tasks, struct restore_ctx *, i))->parent == r)
@@ -648,7 +648,7 @@ static int restore_one(struct restore_ctx *r)
 		return -1;
 	restore_thread_at(r, 0)->rs = r->rs;
 	pr_debug("task %d: restoring", r->pid);
-	r->fill_async = r->parent && !r->opts->lazy_pages && !has_children(r);
+	r->fill_async = r->parent && !r->opts->lazy_pages && !restore_has_children(r);
 	if (r->parent ? mem_restore_inherited(r) : mem_restore(r))
 		return -1;
 	pr_debug("task %d: memory done (%lu remote syscalls)", r->pid, r->rs.nr_calls);
@@ -821,8 +821,7 @@ static void pin_to_one_cpu(struct restore_tree *t)
 	cpu_set_t one;
 	int cpu = sched_getcpu();
 
-	if (cpu < 0 || sched_getaffinity(0, sizeof(t->crest_cpus), &t->crest_cpus) ||
-	    CPU_COUNT(&t->crest_cpus) < 2)
+	if (cpu < 0 || CPU_COUNT(&t->crest_cpus) < 2)
 		return;
 	CPU_ZERO(&one);
 	CPU_SET(cpu, &one);
@@ -999,8 +998,9 @@ int crest_restore(const struct crest_opts *opts, pid_t *root_pid)
 	prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper, 0, 0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	t.host_netns = -1;
-	sched_getaffinity(0, sizeof(t.crest_cpus), &t.crest_cpus);
-	pin_to_one_cpu(&t);
+	/* crest's CPUs: the fallback for a task's affinity, and given back to crest at the end */
+	if (!sched_getaffinity(0, sizeof(t.crest_cpus), &t.crest_cpus))
+		pin_to_one_cpu(&t);
 	t.dirfd = open_images_dir(opts->images_dir, false);
 	if (t.dirfd < 0 || prepare_tree(&t))
 		goto out;

@@ -27,6 +27,7 @@ char *read_file_at(int dirfd, const char *path, size_t *len);
  * so that a test can act at one exact point of a run (e.g. just before a dump freezes).
  */
 void test_hook(const char *var);
+
 /* readlinkat into buf (NUL-terminated); -1 on error. */
 int readlink_at(int dirfd, const char *path, char *buf, size_t len);
 /* Find "Key:" at the start of a line in a /proc status-like text; returns the value start. */

@@ -36,6 +36,7 @@ struct vmaflags_pre {
 /* The smaps of the frozen task, being read by a thread. */
 struct vmaflags_check {
 	pthread_t thread;
+	bool joined;
 	pid_t pid;
 	int err; /* errno of a failed read, EINVAL if it did not parse */
 	uint64_t took_ns;
@@ -88,21 +89,6 @@ int vmaflags_match(const struct vec *dumped, const struct vec *truth, unsigned l
 	return j == truth->len ? 0 : -1;
 }
 
-static int read_smaps(pid_t pid, struct vec *vmas)
-{
-	char path[64], *text;
-	const char *bad;
-	int ret;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
-	text = read_file_at(AT_FDCWD, path, NULL);
-	if (!text)
-		return errno ? errno : EIO;
-	ret = proc_vmas_parse(text, vmas, &bad);
-	free(text);
-	return ret ? (bad ? EINVAL : ENOMEM) : 0;
-}
-
 /* The tree as it is now, parents first, and the smaps of each of its tasks. */
 int vmaflags_prefetch(struct dump_tree *t, pid_t root)
 {
@@ -116,7 +102,6 @@ int vmaflags_prefetch(struct dump_tree *t, pid_t root)
 	for (size_t i = 0; i < pids.len; i++) {
 		pid_t pid = *vec_at(&pids, pid_t, i);
 		struct vmaflags_pre *pre = vec_push(&t->vmaflags_pre);
-		char path[64], *text, *p, *end;
 
 		if (!pre) {
 			ret = -1;
@@ -125,30 +110,16 @@ int vmaflags_prefetch(struct dump_tree *t, pid_t root)
 		pre->pid = pid;
 		pre->vmas = (struct vec)VEC_INIT(struct proc_vma);
 		/* a task that went or cannot be read is read inside the freeze instead */
-		if (read_smaps(pid, &pre->vmas)) {
+		if (proc_read_vmas(pid, "smaps", &pre->vmas, NULL, 0)) {
 			vec_free(&pre->vmas);
 			t->vmaflags_pre.len--;
 			continue;
 		}
 		/* children of the leader's thread group: the threads' own are rare; not needed */
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
-		text = read_file_at(AT_FDCWD, path, NULL);
-		for (p = text; p && *p; p = end + strspn(end, " \n")) {
-			pid_t *child;
-			long c = strtol(p, &end, 10);
-
-			if (end == p)
-				break;
-			child = vec_push(&pids);
-			if (!child) {
-				ret = -1;
-				break;
-			}
-			*child = (pid_t)c;
-		}
-		free(text);
-		if (ret)
+		if (proc_read_children(pid, pid, &pids) && errno == ENOMEM) {
+			ret = -1;
 			break;
+		}
 	}
 	vec_free(&pids);
 	if (ret)
@@ -159,10 +130,9 @@ int vmaflags_prefetch(struct dump_tree *t, pid_t root)
 static void *check_main(void *arg)
 {
 	struct vmaflags_check *c = arg;
-
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
 
-	c->err = read_smaps(c->pid, &c->vmas);
+	c->err = proc_read_vmas(c->pid, "smaps", &c->vmas, NULL, 0);
 	c->took_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	return NULL;
 }
@@ -222,7 +192,8 @@ static void check_free(struct dump_ctx *d)
 {
 	struct vmaflags_check *c = d->vmaflags_check;
 
-	pthread_join(c->thread, NULL);
+	if (!c->joined)
+		pthread_join(c->thread, NULL);
 	vec_free(&c->vmas);
 	free(c);
 	d->vmaflags_check = NULL;
@@ -244,6 +215,7 @@ int vmaflags_verify(struct dump_ctx *d)
 	d->vmaflags_unchecked = false;
 	t0 = now_ns(CLOCK_MONOTONIC);
 	pthread_join(c->thread, NULL);
+	c->joined = true;
 	pr_debug("task %d: smaps read by the side in %.3f ms (waited %.3f ms)", d->pid,
 		 c->took_ns / 1e6, (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
 	at = calloc(d->vmas.len + 1, sizeof(*at));
@@ -270,9 +242,7 @@ int vmaflags_verify(struct dump_ctx *d)
 		ret = mem_vma_flags_changed(d, d->mm->vmas[i], v);
 	}
 	free(at);
-	vec_free(&c->vmas);
-	free(c);
-	d->vmaflags_check = NULL;
+	check_free(d);
 	return ret;
 }
 
