@@ -681,18 +681,7 @@ restore_pid_taken_body() {
 dump_unsupported_body() {
 	start_prog unsupported
 	wait_ready "$PID" || return 1
-	run_crest dump dump -t "$PID" -D "$TDIR/img" -o dump.log -v4
-	if [ "$RC" = 0 ]; then
-		REASON="dump of a process holding an io_uring succeeded"
-		return 1
-	fi
-	one_line_err dump || return 1
-	if ! grep -q 'fd 42\b' "$TDIR/dump.err"; then
-		REASON="the error does not name fd 42: $(first_err dump)"
-		return 1
-	fi
-	sleep "$RUN_AFTER"
-	untouched "$PID" || return 1
+	dump_refused "of a process holding an io_uring" 'fd 42\b' || return 1
 	verdict "$PID" || return 1
 	exited "$PID"
 }
@@ -739,19 +728,26 @@ restore_file_changed_body() {
 	exited "$PID"
 }
 
+# The crest command run as TAG must have failed, in one line on stderr that matches PATTERN.
+# Usage: refused TAG "WHAT (for the failure reason)" PATTERN
+refused() {
+	local tag=$1 what=$2 re=$3
+	if [ "$RC" = 0 ]; then
+		REASON="$what succeeded"
+		return 1
+	fi
+	one_line_err "$tag" || return 1
+	if ! grep -q -- "$re" "$TDIR/$tag.err"; then
+		REASON="the error does not name $re: $(first_err "$tag")"
+		return 1
+	fi
+}
+
 # A dump of $PID that must be refused in one line naming OPTION, leaving the process as it
 # was.  Usage: dump_refused "WHAT (for the failure reason)" OPTION
 dump_refused() {
 	run_crest dump dump -t "$PID" -D "$TDIR/img" -o dump.log -v4
-	if [ "$RC" = 0 ]; then
-		REASON="dump $1 succeeded"
-		return 1
-	fi
-	one_line_err dump || return 1
-	if ! grep -q -- "$2" "$TDIR/dump.err"; then
-		REASON="the error does not name $2: $(first_err dump)"
-		return 1
-	fi
+	refused dump "dump $1" "$2" || return 1
 	sleep "$RUN_AFTER"
 	untouched "$PID"
 }
